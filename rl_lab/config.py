@@ -1,0 +1,221 @@
+"""Typed configuration: one dataclass per Hydra group, registered as schemas, validated in one place.
+
+Values live in ``configs/`` (YAML); the schemas live here, so a misspelt key or a wrong type
+fails when Hydra composes the config. Cross-field checks (``validate``) raise one error type,
+:class:`~rl_lab.errors.ConfigError`, whose message names the key, the value and the fix.
+Library functions take these dataclasses (or plain values), never a ``DictConfig``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from rl_lab.errors import ConfigError
+
+ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "leaky_relu", "silu")
+RENDER_MODES = ("none", "human", "video")
+VIDEO_FORMATS = ("mp4", "gif")
+BEHAVIOURS = ("random", "policy")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class EnvConfig:
+    """Which environment, and how many copies run side by side."""
+
+    id: str | None = "CartPole-v1"  # any gymnasium id with a Discrete action space and a flat Box observation
+    num_envs: int = 1000  # sub-envs of the vector env (collection; evaluation uses min(num_envs, episodes))
+
+
+@dataclass
+class CollectorConfig:
+    """How episodes are played and which ones are kept."""
+
+    episodes: int = 10_000  # exactly this many episodes are started and finished
+    max_steps: int = 500  # an episode is truncated after this many steps
+    min_score: float | None = 50.0  # keep episodes scoring >= min_score ...
+    top_fraction: float | None = None  # ... or the best top_fraction of them (exactly one of the two is set)
+    behaviour: str = "random"  # random | policy (the previous round's policy; round 0 is always random)
+    temperature: float = 1.0  # softmax temperature of the policy behaviour
+    accumulate: bool = False  # rounds: train on the elites of all rounds so far instead of this round's only
+    dataset: str | None = None  # train on this existing dataset.npz instead of collecting
+
+
+@dataclass
+class PolicyConfig:
+    """The fully connected network; input and output sizes come from the env's spaces."""
+
+    hidden_sizes: list[int] = field(default_factory=lambda: [128, 256, 512, 256, 128])  # [] = linear policy
+    activation: str = "relu"  # relu | tanh | elu | gelu | leaky_relu | silu
+    dropout: float = 0.2  # after each hidden layer; inactive in evaluation
+
+
+@dataclass
+class TrainerConfig:
+    """Supervised training on the kept (observation, action) pairs."""
+
+    epochs: int = 5
+    batch_size: int = 64
+    lr: float = 2.33e-4
+    weight_decay: float = 0.0
+    val_fraction: float = 0.1  # held-out share of the samples for validation accuracy (0 = none)
+    warm_start: bool = True  # rounds: start from the previous round's weights (False: fresh weights each round)
+    progress: bool = True  # progress bar on a TTY (always quiet when not a TTY)
+
+
+@dataclass
+class EvaluatorConfig:
+    """Evaluation episodes of the trained policy."""
+
+    episodes: int = 100
+    greedy: bool = True  # argmax actions; False samples from the softmax
+    max_steps: int | None = None  # None: the env's own limit (500 for CartPole-v1)
+    render: str = "none"  # none | human | video
+    render_episodes: int = 1  # how many of the evaluation episodes are shown / recorded
+    video_format: str = "mp4"  # mp4 | gif
+    fps: float | None = None  # playback / video frame rate; None: the env's render_fps
+
+
+@dataclass
+class Config:
+    """The whole run. ``rl-lab`` reads every group; ``rl-lab-eval`` reads env, evaluator and checkpoint."""
+
+    env: EnvConfig = field(default_factory=EnvConfig)
+    collector: CollectorConfig = field(default_factory=CollectorConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda (cuda without CUDA is an error, not a silent fallback)
+    threads: int | None = None  # torch intra-op threads; None: all cores for one run, 1 per job under joblib
+    rounds: int = 1  # >1: the cross-entropy method (round k collects with round k-1's policy)
+    stop_score: float | None = None  # stop the rounds once the evaluation mean reaches this
+    weight_histograms: bool = False  # log weight histograms to TensorBoard after each round
+    optimized_metric: str | None = "eval/score_mean"  # returned to Hydra sweepers (Optuna)
+    checkpoint: str | None = None  # rl-lab-eval: the policy.pt to evaluate
+    resume: str | None = None  # continue an interrupted run from its run dir
+
+
+def register_configs() -> None:
+    """Store the schemas in Hydra's ConfigStore (``base_config`` and ``base_<group>``)."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    for group, node in (
+        ("env", EnvConfig),
+        ("collector", CollectorConfig),
+        ("policy", PolicyConfig),
+        ("trainer", TrainerConfig),
+        ("evaluator", EvaluatorConfig),
+    ):
+        cs.store(group=group, name=f"base_{group}", node=node)
+
+
+def _positive_int(key: str, value: Any, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{key}={value!r} is not allowed: {what} must be a positive whole number (>= 1).")
+
+
+def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not one of the allowed values {', '.join(allowed)}. Pick one of those.")
+
+
+def _finite(key: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise ConfigError(f"{key}={value!r} is not a finite number. Give a finite value.")
+
+
+def validate(cfg: Config, *, training: bool = True) -> Config:
+    """Check every value and every cross-field rule; raise :class:`ConfigError` on the first bad one.
+
+    Args:
+        cfg: the composed config.
+        training: ``False`` for ``rl-lab-eval``, which ignores the collector/policy/trainer groups.
+
+    Returns:
+        ``cfg`` itself, for chaining.
+    """
+    _choice("device", cfg.device, DEVICES)
+    if cfg.threads is not None:
+        _positive_int("threads", cfg.threads, "the number of torch threads")
+    if training and not cfg.env.id:
+        raise ConfigError("env.id is empty. Give a gymnasium environment id, e.g. env.id=CartPole-v1.")
+    _positive_int("env.num_envs", cfg.env.num_envs, "the number of parallel sub-environments")
+
+    ev = cfg.evaluator
+    _positive_int("evaluator.episodes", ev.episodes, "the number of evaluation episodes")
+    if ev.max_steps is not None:
+        _positive_int("evaluator.max_steps", ev.max_steps, "the evaluation step limit")
+    _choice("evaluator.render", ev.render, RENDER_MODES)
+    _choice("evaluator.video_format", ev.video_format, VIDEO_FORMATS)
+    if isinstance(ev.render_episodes, bool) or not isinstance(ev.render_episodes, int) or ev.render_episodes < 0:
+        raise ConfigError(
+            f"evaluator.render_episodes={ev.render_episodes!r} is not allowed: give how many evaluation episodes "
+            "to show or record (0 or more)."
+        )
+    if ev.fps is not None and not (ev.fps > 0 and math.isfinite(ev.fps)):
+        raise ConfigError(f"evaluator.fps={ev.fps!r} must be a positive frame rate, or null for the env's own.")
+    if not training:
+        return cfg
+
+    _positive_int("rounds", cfg.rounds, "the number of rounds")
+    if cfg.stop_score is not None:
+        _finite("stop_score", cfg.stop_score)
+    _validate_collector(cfg.collector)
+    _validate_policy(cfg.policy)
+    _validate_trainer(cfg.trainer)
+    return cfg
+
+
+def _validate_collector(c: CollectorConfig) -> None:
+    _positive_int("collector.episodes", c.episodes, "the number of episodes to collect")
+    _positive_int("collector.max_steps", c.max_steps, "the per-episode step limit")
+    _choice("collector.behaviour", c.behaviour, BEHAVIOURS)
+    if not (c.temperature > 0 and math.isfinite(c.temperature)):
+        raise ConfigError(f"collector.temperature={c.temperature!r} must be a positive number (1.0 = plain softmax).")
+    if (c.min_score is None) == (c.top_fraction is None):
+        both = "both are set" if c.min_score is not None else "neither is set"
+        raise ConfigError(
+            f"collector.min_score={c.min_score!r} and collector.top_fraction={c.top_fraction!r}: exactly one of the "
+            f"two filters must be set, but {both}. Keep episodes by absolute score "
+            "(collector.min_score=50 collector.top_fraction=null) or keep the best share "
+            "(collector.min_score=null collector.top_fraction=0.1)."
+        )
+    if c.min_score is not None:
+        _finite("collector.min_score", c.min_score)
+    if c.top_fraction is not None and not (0.0 < c.top_fraction <= 1.0):
+        raise ConfigError(
+            f"collector.top_fraction={c.top_fraction!r} is outside (0, 1]: it is the share of episodes kept, "
+            "e.g. 0.1 keeps the best 10%."
+        )
+
+
+def _validate_policy(p: PolicyConfig) -> None:
+    sizes = p.hidden_sizes
+    if not isinstance(sizes, list) or any(isinstance(s, bool) or not isinstance(s, int) or s <= 0 for s in sizes):
+        raise ConfigError(
+            f"policy.hidden_sizes={sizes!r} must be a list of positive layer widths, e.g. "
+            "policy.hidden_sizes=[128,256] (quote it in a shell: 'policy.hidden_sizes=[128,256]'); "
+            "policy.hidden_sizes=[] gives a linear policy."
+        )
+    _choice("policy.activation", p.activation, ACTIVATIONS)
+    if not (0.0 <= p.dropout < 1.0):
+        raise ConfigError(f"policy.dropout={p.dropout!r} is outside [0, 1): it is the probability of zeroing a unit.")
+
+
+def _validate_trainer(t: TrainerConfig) -> None:
+    _positive_int("trainer.epochs", t.epochs, "the number of training epochs")
+    _positive_int("trainer.batch_size", t.batch_size, "the mini-batch size")
+    if not (t.lr > 0 and math.isfinite(t.lr)):
+        raise ConfigError(f"trainer.lr={t.lr!r} must be a positive learning rate, e.g. trainer.lr=2.33e-4.")
+    if not (t.weight_decay >= 0 and math.isfinite(t.weight_decay)):
+        raise ConfigError(f"trainer.weight_decay={t.weight_decay!r} must be 0 or more.")
+    if not (0.0 <= t.val_fraction < 1.0):
+        raise ConfigError(
+            f"trainer.val_fraction={t.val_fraction!r} is outside [0, 1): it is the share of samples held out "
+            "for validation (0 = no validation)."
+        )

@@ -1,0 +1,153 @@
+"""Batched evaluation: play episodes with a policy and report score statistics and the action balance.
+
+Episodes are split among the sub-envs in advance (SB3's fixed per-env budget, issue #402), so
+short episodes are not over-sampled. All sub-envs step together and the policy runs one batched
+forward per step. Rendered episodes (window or video) are played first in a single env and
+count in the statistics like the others.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rl_lab.envs import make_vec_env
+from rl_lab.policy import ActFn
+
+
+@dataclass
+class EvalReport:
+    """Per-episode results of an evaluation and their summary (``eval.json``)."""
+
+    env_id: str
+    scores: np.ndarray  # (episodes,) float64
+    lengths: np.ndarray  # (episodes,) int64
+    action_counts: np.ndarray  # (n_actions,) int64
+    reward_threshold: float | None = None
+    seconds: float = 0.0
+    rendered: list[Any] = field(default_factory=list)  # render.RenderedEpisode, with frames in video mode
+
+    @property
+    def action_balance(self) -> np.ndarray:
+        """Share of each action over all evaluation steps."""
+        return self.action_counts / max(int(self.action_counts.sum()), 1)
+
+    def summary(self) -> dict[str, Any]:
+        """The ``eval.json`` content."""
+        s = self.scores
+        success = None if self.reward_threshold is None else float(np.mean(s >= self.reward_threshold))
+        return {
+            "env_id": self.env_id,
+            "episodes": int(s.size),
+            "score_mean": float(s.mean()),
+            "score_std": float(s.std()),
+            "score_min": float(s.min()),
+            "score_median": float(np.median(s)),
+            "score_max": float(s.max()),
+            "success_rate": success,
+            "reward_threshold": self.reward_threshold,
+            "length_mean": float(self.lengths.mean()),
+            "action_counts": [int(c) for c in self.action_counts],
+            "action_balance": [float(b) for b in self.action_balance],
+            "scores": [float(x) for x in s],
+        }
+
+
+def per_env_budgets(episodes: int, num_envs: int) -> np.ndarray:
+    """Split ``episodes`` among ``num_envs`` sub-envs as evenly as possible (sums to ``episodes``)."""
+    return np.array([(episodes + i) // num_envs for i in range(num_envs)], dtype=np.int64)
+
+
+def evaluate(
+    act: ActFn,
+    env_id: str,
+    episodes: int,
+    *,
+    n_actions: int,
+    num_envs: int,
+    max_steps: int | None,
+    seed: int,
+    reward_threshold: float | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> EvalReport:
+    """Play ``episodes`` episodes batched over ``min(num_envs, episodes)`` sub-envs.
+
+    Args:
+        act: batched action function (greedy or sampling).
+        env_id: gymnasium id.
+        episodes: number of episodes.
+        n_actions: size of the action space (for the action counts).
+        num_envs: upper bound on the number of sub-envs.
+        max_steps: truncation limit (``None``: the env's own).
+        seed: reset seed.
+        reward_threshold: score that counts as a success (``None``: no success rate).
+        should_stop: polled every 64 steps; True raises :class:`KeyboardInterrupt`.
+
+    Returns:
+        An :class:`EvalReport`; episodes are ordered by sub-env, then by play order.
+    """
+    t_begin = time.perf_counter()
+    n = min(num_envs, episodes)
+    venv = make_vec_env(env_id, n, max_steps)
+    targets = per_env_budgets(episodes, n)
+    counts = np.zeros(n, dtype=np.int64)
+    score = np.zeros(n, dtype=np.float64)
+    length = np.zeros(n, dtype=np.int64)
+    resetting = np.zeros(n, dtype=bool)  # NEXT_STEP: this step only resets the sub-env
+    action_counts = np.zeros(n_actions, dtype=np.int64)
+    results: list[tuple[int, int, float, int]] = []  # (env, k, score, length)
+    try:
+        obs, _ = venv.reset(seed=seed)
+        step = 0
+        while True:
+            if (counts >= targets).all():
+                break
+            active = (counts < targets) & ~resetting
+            if should_stop is not None and step % 64 == 0 and should_stop():
+                raise KeyboardInterrupt
+            actions = np.asarray(act(np.asarray(obs, dtype=np.float32)))
+            action_counts += np.bincount(actions[active], minlength=n_actions)[:n_actions]
+            obs, reward, terminated, truncated, _ = venv.step(actions)
+            score += np.where(active, reward, 0.0)
+            length += active
+            done = (np.asarray(terminated) | np.asarray(truncated)) & active
+            for e in np.flatnonzero(done):
+                results.append((int(e), int(counts[e]), float(score[e]), int(length[e])))
+            counts += done
+            score[done], length[done] = 0.0, 0
+            resetting = done
+            step += 1
+    finally:
+        venv.close()
+    results.sort()
+    return EvalReport(
+        env_id=env_id,
+        scores=np.array([r[2] for r in results], dtype=np.float64),
+        lengths=np.array([r[3] for r in results], dtype=np.int64),
+        action_counts=action_counts,
+        reward_threshold=reward_threshold,
+        seconds=time.perf_counter() - t_begin,
+    )
+
+
+def merge_reports(first: list[Any], rest: EvalReport | None, env_id: str, n_actions: int, **kw: Any) -> EvalReport:
+    """Combine rendered episodes (played first) with a batched report of the remaining ones."""
+    scores = [ep.score for ep in first] + ([] if rest is None else list(rest.scores))
+    lengths = [ep.length for ep in first] + ([] if rest is None else list(rest.lengths))
+    counts = np.zeros(n_actions, dtype=np.int64)
+    for ep in first:
+        counts += np.asarray(ep.action_counts, dtype=np.int64)[:n_actions]
+    if rest is not None:
+        counts += rest.action_counts
+    return EvalReport(
+        env_id=env_id,
+        scores=np.array(scores, dtype=np.float64),
+        lengths=np.array(lengths, dtype=np.int64),
+        action_counts=counts,
+        rendered=list(first),
+        **kw,
+    )

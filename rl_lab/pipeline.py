@@ -1,0 +1,465 @@
+"""The job: rounds of collect -> filter -> train -> evaluate, with outputs, interruption and resume.
+
+Reads top to bottom like a CleanRL main: seed, build, loop over rounds, log, return. One round
+is the original recipe; more rounds are the cross-entropy method (round k collects with round
+k-1's policy). Every source of randomness is derived from ``cfg.seed`` per stage and round
+(:func:`rl_lab.utils.derive_seed`), so a resumed run repeats exactly what an uninterrupted one
+would have done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rl_lab.collect import collect
+from rl_lab.config import Config
+from rl_lab.data import Dataset, load_dataset
+from rl_lab.envs import EnvInfo, env_info, make_vec_env
+from rl_lab.errors import ConfigError
+from rl_lab.evaluate import EvalReport, evaluate, merge_reports
+from rl_lab.policy import MLPPolicy, act_fn, load_policy, read_checkpoint, save_policy
+from rl_lab.tracking import Tracker, flatten
+from rl_lab.train import TrainState, fit
+from rl_lab.utils import derive_seed, resolve_device, seed_everything, sha256_arrays, write_json
+
+log = logging.getLogger(__name__)
+
+# Stream ids for derive_seed: each stage of each round draws from its own stream.
+COLLECT, BEHAVIOUR, TRAIN, EVAL, RENDER = 1, 2, 3, 4, 5
+
+
+class StopFlag:
+    """Set by the SIGINT handler; the loops poll it and stop at the next safe point."""
+
+    def __init__(self) -> None:
+        self.stop = False
+
+    def __call__(self) -> bool:
+        return self.stop
+
+
+@dataclass
+class RunPaths:
+    """Where a round writes its artifacts."""
+
+    root: Path
+    rounds: int
+
+    def round_dir(self, k: int) -> Path:
+        return self.root if self.rounds == 1 else self.root / f"round_{k}"
+
+
+def build_policy(cfg: Config, info: EnvInfo) -> MLPPolicy:
+    """The MLP of ``cfg.policy`` sized from the env's spaces."""
+    p = cfg.policy
+    return MLPPolicy(info.obs_dim, info.n_actions, list(p.hidden_sizes), p.activation, p.dropout)
+
+
+def weights_hash(policy: torch.nn.Module) -> str:
+    """SHA-256 of the weights (names, shapes, bytes)."""
+    return sha256_arrays({k: v.detach().cpu().numpy() for k, v in policy.state_dict().items()})
+
+
+def run(cfg: Config, out_dir: str | Path, stop: StopFlag | None = None) -> dict[str, Any]:
+    """Run every round; write ``dataset.npz``, ``policy.pt``, ``eval.json``, ``metrics.json``, ``tb/``.
+
+    Returns:
+        The content of ``metrics.json``.
+    """
+    out = Path(out_dir)
+    paths = RunPaths(out, cfg.rounds)
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    info = env_info(cfg.env.id)
+    resume = _read_resume(out) if cfg.resume else None
+    tracker = Tracker(out / "tb")
+    tracker.config_table(flatten(asdict(cfg)))
+    metrics: dict[str, Any] = resume["metrics"] if resume else {"status": "running", "rounds": []}
+    metrics.update(status="running", env_id=info.id, seed=cfg.seed, device=device)
+    elites: list[Dataset] = []
+    policy: MLPPolicy | None = None
+    t_start = time.perf_counter() - float(metrics.get("total_seconds") or 0.0)
+    first_round = len(metrics["rounds"])
+    if first_round:
+        policy, _ = load_policy(paths.round_dir(first_round - 1) / "policy.pt")
+        if cfg.collector.accumulate:
+            elites = [load_dataset(paths.round_dir(j) / "dataset.npz") for j in range(first_round)]
+    try:
+        for k in range(first_round, cfg.rounds):
+            rdir = paths.round_dir(k)
+            figures, policy, report = _round(cfg, info, k, rdir, policy, elites, tracker, device, stop, resume)
+            metrics["rounds"].append(figures)
+            metrics.update(collect=figures["collect"], train=figures["train"], eval=figures["eval"])
+            metrics["total_seconds"] = time.perf_counter() - t_start
+            if cfg.rounds > 1:
+                tracker.scalars(_round_scalars(figures), k)
+            reached = cfg.stop_score is not None and report.summary()["score_mean"] >= cfg.stop_score
+            if reached and metrics.get("solve_seconds") is None:
+                metrics["solve_seconds"] = metrics["total_seconds"]
+            write_json(out / "metrics.json", metrics)  # a progress snapshot after every round
+            if reached:
+                log.info("eval mean %.1f >= stop_score %s: stop", report.scores.mean(), cfg.stop_score)
+                break
+    except KeyboardInterrupt:
+        metrics.update(status="interrupted", total_seconds=time.perf_counter() - t_start)
+        write_json(out / "metrics.json", metrics)
+        tracker.close()
+        raise
+    metrics.setdefault("solve_seconds", None)
+    assert policy is not None
+    if cfg.rounds > 1:  # the final policy and report also live at the top of the run dir
+        save_policy(policy, out / "policy.pt", info.id, {"round": len(metrics["rounds"]) - 1})
+        write_json(out / "eval.json", report.summary())
+    metrics.update(status="completed", total_seconds=time.perf_counter() - t_start, weights_sha256=weights_hash(policy))
+    (out / "policy_last.pt").unlink(missing_ok=True)
+    write_json(out / "metrics.json", metrics)
+    tracker.hparams(
+        _hparams(cfg),
+        {
+            "eval/score_mean": metrics["eval"]["score_mean"],
+            "eval/score_std": metrics["eval"]["score_std"],
+            "val/accuracy": metrics["train"].get("val_accuracy"),
+            "collect/kept_fraction": metrics["collect"]["kept_fraction"],
+        },
+    )
+    tracker.close()
+    return metrics
+
+
+def _round(
+    cfg: Config,
+    info: EnvInfo,
+    k: int,
+    rdir: Path,
+    prev: MLPPolicy | None,
+    elites: list[Dataset],
+    tracker: Tracker,
+    device: str,
+    stop: StopFlag | None,
+    resume: dict[str, Any] | None,
+) -> tuple[dict[str, Any], MLPPolicy, EvalReport]:
+    """One round: collect (or reuse), filter, train, evaluate. Returns its figures, policy and report."""
+    rdir.mkdir(parents=True, exist_ok=True)
+    # --- collect -----------------------------------------------------------------------------
+    ds, cfig = _collect_stage(cfg, info, k, rdir, prev, stop)
+    elites.append(ds)
+    train_sets = elites if cfg.collector.accumulate else [ds]
+    obs = np.concatenate([d.obs for d in train_sets])
+    actions = np.concatenate([d.actions for d in train_sets])
+    tracker.scalars(
+        {
+            f"collect/{key}": cfig[key]
+            for key in ("score_mean", "score_max", "kept_fraction", "threshold", "samples", "steps_per_second")
+        },
+        k,
+    )
+    tracker.histogram("collect/scores_all", ds.episode_returns, k)
+    tracker.histogram("collect/scores_kept", ds.episode_returns[ds.kept], k)
+
+    # --- train -------------------------------------------------------------------------------
+    warm = prev is not None and cfg.trainer.warm_start
+    policy = prev if warm else build_policy(cfg, info)
+    train_state = None
+    if resume and resume.get("round") == k and resume.get("state") is not None:
+        policy.load_state_dict(resume["state_dict"])
+        train_state = resume["state"]
+    epochs = cfg.trainer.epochs
+
+    def on_epoch(epoch: int, figs: dict[str, float], state: TrainState) -> None:
+        tracker.scalars(figs, k * epochs + epoch)
+        save_policy(
+            policy,
+            rdir.parent / "policy_last.pt" if cfg.rounds > 1 else rdir / "policy_last.pt",
+            info.id,
+            {"round": k, "epoch": state.epoch, "train_state": asdict(state)},
+        )
+
+    result = fit(
+        policy,
+        obs,
+        actions,
+        cfg.trainer,
+        seed=derive_seed(cfg.seed, TRAIN, k),
+        device=device,
+        on_epoch=on_epoch,
+        resume=train_state,
+        should_stop=stop,
+    )
+    tracker.scalars({"time/train_samples_per_second": result.samples * epochs / max(result.seconds, 1e-9)}, k)
+    save_policy(policy, rdir / "policy.pt", info.id, {"round": k})
+    tfig = {
+        "epochs": result.epochs,
+        "samples": result.samples,
+        "val_samples": result.val_samples,
+        "final_loss": result.final.get("train/loss"),
+        "train_accuracy": result.final.get("train/accuracy"),
+        "val_loss": result.final.get("val/loss"),
+        "val_accuracy": result.final.get("val/accuracy"),
+        "seconds": result.seconds,
+        "samples_per_second": result.samples * epochs / max(result.seconds, 1e-9),
+    }
+
+    # --- evaluate ------------------------------------------------------------------------------
+    report = evaluate_policy(
+        policy,
+        cfg,
+        info,
+        seed=derive_seed(cfg.seed, EVAL, k),
+        device=device,
+        stop=stop,
+        out_dir=rdir,
+        tracker=tracker,
+        step=k,
+    )
+    summary = report.summary()
+    write_json(rdir / "eval.json", summary)
+    efig = {**{key: v for key, v in summary.items() if key != "scores"}, "seconds": report.seconds}
+    figures = {
+        "round": k,
+        "collect": cfig,
+        "train": tfig,
+        "eval": efig,
+        "dataset_sha256": ds.content_hash(),
+        "weights_sha256": weights_hash(policy),
+    }
+    if cfg.weight_histograms:
+        tracker.weights(policy, k)
+    tracker.flush()
+    log.info(format_round(k, cfg, cfig, tfig, efig))
+    return figures, policy, report
+
+
+def _collect_stage(
+    cfg: Config, info: EnvInfo, k: int, rdir: Path, prev: MLPPolicy | None, stop: StopFlag | None
+) -> tuple[Dataset, dict[str, Any]]:
+    """Collect round ``k``'s episodes (or reuse a dataset file) and save ``dataset.npz``."""
+    c = cfg.collector
+    path = rdir / "dataset.npz"
+    t0 = time.perf_counter()
+    env_steps, sps = None, None
+    reuse = Path(c.dataset) if (c.dataset and k == 0) else (path if cfg.resume and path.is_file() else None)
+    if reuse is not None:
+        ds = load_dataset(reuse, "collector.dataset" if c.dataset else "resume")
+        if ds.meta.get("env_id") != info.id:
+            raise ConfigError(
+                f"collector.dataset={str(reuse)!r} was collected on env {ds.meta.get('env_id')!r}, but env.id="
+                f"{info.id!r}. Use a dataset of the same environment, or set env.id={ds.meta.get('env_id')}."
+            )
+    else:
+        rng = np.random.default_rng(derive_seed(cfg.seed, BEHAVIOUR, k))
+        if prev is None or c.behaviour == "random":
+            behaviour: Any = rng  # uniform random actions, drawn a chunk at a time
+        else:
+            behaviour = act_fn(prev, greedy=False, temperature=c.temperature, rng=rng, device="cpu")
+            prev.to("cpu")
+        venv = make_vec_env(info.id, min(cfg.env.num_envs, c.episodes), c.max_steps)
+        try:
+            ds, stats = collect(
+                venv,
+                behaviour,
+                c.episodes,
+                max_steps=c.max_steps,
+                seed=derive_seed(cfg.seed, COLLECT, k),
+                min_score=c.min_score,
+                top_fraction=c.top_fraction,
+                should_stop=stop,
+            )
+        finally:
+            venv.close()
+        env_steps, sps = stats.env_steps, stats.steps_per_second
+        if ds.kept_episodes == 0:
+            best = float(ds.episode_returns.max())
+            suggest = float(np.quantile(ds.episode_returns, 0.9))
+            raise ConfigError(
+                f"collector.min_score={c.min_score!r}: none of the {c.episodes} episodes reached it (best score "
+                f"{best:g}, mean {ds.episode_returns.mean():.1f}). Lower the threshold, e.g. "
+                f"collector.min_score={suggest:g} (keeps about 10%), or keep the best share with "
+                "collector.min_score=null collector.top_fraction=0.1."
+            )
+        ds.meta.update(
+            env_id=info.id,
+            round=k,
+            behaviour="random" if prev is None else c.behaviour,
+            episodes=c.episodes,
+            kept_episodes=ds.kept_episodes,
+            samples=ds.samples,
+        )
+        ds.save(path)
+    r = ds.episode_returns
+    fig = {
+        "episodes": int(r.size),
+        "kept_episodes": ds.kept_episodes,
+        "kept_fraction": ds.kept_episodes / r.size,
+        "samples": ds.samples,
+        "score_mean": float(r.mean()),
+        "score_std": float(r.std()),
+        "score_max": float(r.max()),
+        "threshold": ds.meta.get("threshold"),
+        "action_balance": [float(b) for b in ds.action_balance(info.n_actions)],
+        "env_steps": env_steps,
+        "useful_steps": int(ds.episode_lengths.sum()),
+        "steps_per_second": sps,
+        "seconds": time.perf_counter() - t0,
+    }
+    return ds, fig
+
+
+def evaluate_policy(
+    policy: MLPPolicy,
+    cfg: Config,
+    info: EnvInfo,
+    *,
+    seed: int,
+    device: str,
+    stop: StopFlag | None,
+    out_dir: Path,
+    tracker: Tracker | None,
+    step: int,
+) -> EvalReport:
+    """Evaluate (rendering the first episodes if asked), log ``eval/*`` and write videos."""
+    ev = cfg.evaluator
+    policy.to(device)
+    rng = np.random.default_rng(derive_seed(seed, RENDER))
+    act = act_fn(policy, greedy=ev.greedy, rng=rng, device=device)
+    max_steps = ev.max_steps or info.max_episode_steps
+    if max_steps is None:
+        raise ConfigError(f"env.id={info.id!r} has no step limit of its own: set evaluator.max_steps.")
+    t0 = time.perf_counter()
+    rendered: list[Any] = []
+    n_render = min(ev.render_episodes, ev.episodes) if ev.render != "none" else 0
+    if n_render:
+        from rl_lab.render import check_render_mode, play_episodes
+
+        check_render_mode(ev.render)
+        rendered = play_episodes(
+            act, info.id, n_render, seed=derive_seed(seed, RENDER, 1), mode=ev.render, max_steps=max_steps, fps=ev.fps
+        )
+    rest = None
+    if ev.episodes - len(rendered) > 0:
+        rest = evaluate(
+            act,
+            info.id,
+            ev.episodes - len(rendered),
+            n_actions=info.n_actions,
+            num_envs=cfg.env.num_envs,
+            max_steps=max_steps,
+            seed=seed,
+            reward_threshold=info.reward_threshold,
+            should_stop=stop,
+        )
+    report = merge_reports(
+        rendered,
+        rest,
+        info.id,
+        info.n_actions,
+        reward_threshold=info.reward_threshold,
+        seconds=time.perf_counter() - t0,
+    )
+    if ev.render == "video":
+        _write_videos(report, out_dir, ev.video_format, ev.fps or info.render_fps, tracker, step)
+    if tracker is not None:
+        s = report.summary()
+        tracker.scalars(
+            {
+                f"eval/{key}": s[key]
+                for key in (
+                    "score_mean",
+                    "score_std",
+                    "score_min",
+                    "score_median",
+                    "score_max",
+                    "success_rate",
+                    "length_mean",
+                )
+            },
+            step,
+        )
+        tracker.scalars({"time/eval_steps_per_second": report.lengths.sum() / max(report.seconds, 1e-9)}, step)
+        tracker.histogram("eval/scores", report.scores, step)
+        tracker.action_balance("eval", report.action_balance, report.action_counts, step)
+    return report
+
+
+def _write_videos(report: EvalReport, out_dir: Path, fmt: str, fps: float, tracker: Tracker | None, step: int) -> None:
+    from rl_lab.render import write_video
+
+    for i, ep in enumerate(report.rendered):
+        if ep.frames:
+            path = write_video(ep.frames, out_dir / "videos" / f"episode_{i}.{fmt}", fmt, fps)
+            log.info("video: %s (%d frames, score %g)", path, len(ep.frames), ep.score)
+            if tracker is not None:
+                tracker.gif(f"eval/episode_{i}", ep.frames, step, fps)
+
+
+def _read_resume(out: Path) -> dict[str, Any]:
+    """Load what an interrupted run left: its metrics and, if any, the last training checkpoint."""
+    mpath = out / "metrics.json"
+    try:
+        metrics = json.loads(mpath.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"resume={str(out)!r}: cannot read {mpath.name} ({e}); is this an rl-lab run dir?") from None
+    if metrics.get("status") == "completed":
+        raise ConfigError(f"resume={str(out)!r}: this run already completed; there is nothing to resume.")
+    last = out / "policy_last.pt"
+    resume: dict[str, Any] = {"metrics": metrics}
+    if last.is_file():
+        payload = read_checkpoint(last, "resume")
+        extra = payload.get("extra", {})
+        st = extra.get("train_state")
+        resume.update(
+            round=extra.get("round"), state_dict=payload["state_dict"], state=TrainState(**st) if st else None
+        )
+    return resume
+
+
+def _round_scalars(f: dict[str, Any]) -> dict[str, float]:
+    c, t, e = f["collect"], f["train"], f["eval"]
+    return {
+        "round/collect_score_mean": c["score_mean"],
+        "round/collect_score_max": c["score_max"],
+        "round/kept_fraction": c["kept_fraction"],
+        "round/threshold": c["threshold"],
+        "round/train_loss": t["final_loss"],
+        "round/train_accuracy": t["train_accuracy"],
+        "round/val_accuracy": t["val_accuracy"],
+        "round/eval_score_mean": e["score_mean"],
+        "round/eval_score_std": e["score_std"],
+        **{f"round/action_balance/{a}": b for a, b in enumerate(e["action_balance"])},
+    }
+
+
+def _hparams(cfg: Config) -> dict[str, Any]:
+    flat = flatten(asdict(cfg))
+    skip = ("checkpoint", "resume", "optimized_metric", "collector.dataset", "trainer.progress")
+    return {k: v for k, v in flat.items() if k not in skip and v is not None}
+
+
+def format_eval(e: dict[str, Any], seconds: float | None = None) -> str:
+    """Evaluation figures in one line (the original printed the average score and 'choice 0: ...%')."""
+    balance = "  ".join(f"choice {a}: {100 * b:.1f}%" for a, b in enumerate(e["action_balance"]))
+    success = "n/a" if e["success_rate"] is None else f"{100 * e['success_rate']:.0f}%"
+    took = "" if seconds is None else f" in {seconds:.2f} s"
+    return (
+        f"eval over {e['episodes']} episodes{took}: score {e['score_mean']:.1f} ± {e['score_std']:.1f} "
+        f"(min {e['score_min']:g}, median {e['score_median']:g}, max {e['score_max']:g}), success {success} | "
+        f"action balance {balance}"
+    )
+
+
+def format_round(k: int, cfg: Config, c: dict[str, Any], t: dict[str, Any], e: dict[str, Any]) -> str:
+    """The human-readable report of one round."""
+    head = f"round {k}: " if cfg.rounds > 1 else ""
+    val = t.get("val_accuracy")
+    return (
+        f"{head}kept {c['kept_episodes']} of {c['episodes']} episodes (threshold {c['threshold']:g}), "
+        f"{c['samples']} samples | val accuracy {'n/a' if val is None else f'{val:.3f}'} | "
+        f"{format_eval(e)} | seconds: collect {c['seconds']:.2f}, train {t['seconds']:.2f}, eval {e['seconds']:.2f}"
+    )

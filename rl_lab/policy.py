@@ -1,0 +1,160 @@
+"""The policy network (a configurable MLP), its checkpoints, and behaviour functions.
+
+A checkpoint stores the constructor arguments and the env id next to the weights (as
+Stable-Baselines3's ``save`` does), so ``load_policy`` rebuilds the network with no config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rl_lab.errors import ConfigError
+from rl_lab.utils import atomic_path
+
+CHECKPOINT_FORMAT = "rl_lab.policy/1"
+
+ActFn = Callable[[np.ndarray], np.ndarray]  # obs (B, obs_dim) float32 -> actions (B,) int64
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "leaky_relu": nn.LeakyReLU,
+    "silu": nn.SiLU,
+}
+
+
+class MLPPolicy(nn.Module):
+    """Observation -> action logits: ``[Linear, activation, Dropout] * len(hidden_sizes)`` then ``Linear``.
+
+    Example:
+        >>> net = MLPPolicy(obs_dim=4, n_actions=2, hidden_sizes=[64, 64])
+        >>> net(torch.zeros(3, 4)).shape
+        torch.Size([3, 2])
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        n_actions: int,
+        hidden_sizes: list[int],
+        activation: str = "relu",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.kwargs: dict[str, Any] = {
+            "obs_dim": int(obs_dim),
+            "n_actions": int(n_actions),
+            "hidden_sizes": [int(h) for h in hidden_sizes],
+            "activation": activation,
+            "dropout": float(dropout),
+        }
+        layers: list[nn.Module] = []
+        width = obs_dim
+        for h in hidden_sizes:
+            layers += [nn.Linear(width, h), _ACTIVATIONS[activation]()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = h
+        layers.append(nn.Linear(width, n_actions))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Logits ``(batch, n_actions)`` for observations ``(batch, obs_dim)``."""
+        return self.net(obs)
+
+
+def act_fn(
+    policy: MLPPolicy,
+    greedy: bool = True,
+    temperature: float = 1.0,
+    rng: np.random.Generator | None = None,
+    device: str = "cpu",
+) -> ActFn:
+    """Wrap a policy as a batched numpy behaviour: argmax (greedy) or a sample from ``softmax(logits / T)``.
+
+    Sampling draws its uniforms from ``rng`` (numpy), so it is reproducible on any device.
+    """
+    policy.eval()
+    if not greedy and rng is None:
+        raise ValueError("sampling needs an rng")
+
+    @torch.inference_mode()
+    def act(obs: np.ndarray) -> np.ndarray:
+        logits = policy(torch.from_numpy(obs).to(device))  # (B, n_actions)
+        if greedy:
+            return logits.argmax(dim=1).cpu().numpy()
+        cdf = torch.softmax(logits / temperature, dim=1).cumsum(dim=1).cpu().numpy()  # (B, n_actions)
+        u = rng.random((cdf.shape[0], 1))
+        return np.minimum((cdf < u).sum(axis=1), cdf.shape[1] - 1)
+
+    return act
+
+
+def random_act_fn(n_actions: int, rng: np.random.Generator) -> ActFn:
+    """The uniform random behaviour of the original recipe."""
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        return rng.integers(0, n_actions, size=obs.shape[0])
+
+    return act
+
+
+def save_policy(policy: MLPPolicy, path: str | Path, env_id: str, extra: dict[str, Any] | None = None) -> Path:
+    """Save weights + constructor arguments + env id, atomically."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "kwargs": policy.kwargs,
+        "env_id": env_id,
+        "state_dict": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
+        "extra": extra or {},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def read_checkpoint(path: str | Path, key: str = "checkpoint") -> dict[str, Any]:
+    """Load a checkpoint file safely (``weights_only``); a missing or corrupt file is a :class:`ConfigError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"{key}={str(path)!r}: no such file. Give the path of a policy.pt written by rl-lab, "
+            "e.g. checkpoint=outputs/<date>/<time>/policy.pt."
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for damaged files (RuntimeError, EOFError, UnpicklingError...)
+        first_line = (str(e).strip().splitlines() or [""])[0][:200]
+        raise ConfigError(
+            f"{key}={str(path)!r} could not be read as a torch checkpoint ({type(e).__name__}: {first_line}). "
+            "The file is truncated, corrupt or not a checkpoint; give a policy.pt written by rl-lab."
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(
+            f"{key}={str(path)!r} is a torch file but not an rl_lab policy checkpoint (format "
+            f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r}, expected "
+            f"{CHECKPOINT_FORMAT!r}). Give a policy.pt written by rl-lab."
+        )
+    return payload
+
+
+def load_policy(path: str | Path, key: str = "checkpoint") -> tuple[MLPPolicy, dict[str, Any]]:
+    """Rebuild a saved policy with no config. Returns ``(policy in eval mode, checkpoint payload)``."""
+    payload = read_checkpoint(path, key)
+    try:
+        policy = MLPPolicy(**payload["kwargs"])
+        policy.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise ConfigError(
+            f"{key}={str(path)!r}: the weights do not fit the stored network description ({e}). "
+            "The checkpoint is damaged; retrain or use another policy.pt."
+        ) from None
+    return policy.eval(), payload

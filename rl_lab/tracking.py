@@ -1,0 +1,97 @@
+"""TensorBoard logging: namespaced scalars, histograms, the config as a table, hparams and GIFs.
+
+Tags follow SB3/CleanRL namespaces: ``collect/*``, ``train/*``, ``val/*``, ``eval/*``,
+``time/*``. Single-round runs log per-epoch curves with the epoch as step; multi-round runs also
+log one point per round with the round as step, so the curves show learning across rounds.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class Tracker:
+    """A thin wrapper over ``torch.utils.tensorboard.SummaryWriter`` writing into ``<run dir>/tb``."""
+
+    def __init__(self, log_dir: str | Path, purge_step: int | None = None) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.log_dir = Path(log_dir)
+        self.writer = SummaryWriter(str(self.log_dir), purge_step=purge_step)
+
+    def scalars(self, figures: dict[str, float | int | None], step: int) -> None:
+        """Log each finite number of ``figures`` under its (namespaced) key."""
+        for tag, value in figures.items():
+            if value is not None and math.isfinite(float(value)):
+                self.writer.add_scalar(tag, float(value), step)
+
+    def histogram(self, tag: str, values: np.ndarray, step: int) -> None:
+        """Log a histogram; empty arrays are skipped."""
+        values = np.asarray(values, dtype=np.float64)
+        if values.size:
+            self.writer.add_histogram(tag, values, step)
+
+    def action_balance(self, prefix: str, balance: np.ndarray, counts: np.ndarray, step: int) -> None:
+        """Per-action shares as scalars (``<prefix>/action_balance/<a>``) and the actions as a histogram."""
+        self.scalars({f"{prefix}/action_balance/{a}": float(b) for a, b in enumerate(balance)}, step)
+        counts = np.asarray(counts, dtype=np.int64)
+        if counts.sum() > 0:
+            # A histogram of action ids, one bucket per action, built from the counts.
+            edges = np.arange(len(counts) + 1, dtype=np.float64) - 0.5
+            self.writer.add_histogram_raw(
+                f"{prefix}/actions",
+                min=0.0,
+                max=float(len(counts) - 1),
+                num=int(counts.sum()),
+                sum=float((np.arange(len(counts)) * counts).sum()),
+                sum_squares=float((np.arange(len(counts)) ** 2 * counts).sum()),
+                bucket_limits=edges[1:].tolist(),
+                bucket_counts=counts.astype(np.float64).tolist(),
+                global_step=step,
+            )
+
+    def weights(self, model: Any, step: int) -> None:
+        """Histograms of every parameter tensor (``weights/<name>``)."""
+        for name, p in model.named_parameters():
+            self.histogram(f"weights/{name}", p.detach().cpu().numpy(), step)
+
+    def config_table(self, flat: dict[str, Any]) -> None:
+        """The resolved config as a markdown table (TensorBoard's Text tab)."""
+        rows = "\n".join(f"|{k}|{v}|" for k, v in sorted(flat.items()))
+        self.writer.add_text("config", f"|key|value|\n|-|-|\n{rows}", 0)
+
+    def hparams(self, hparams: dict[str, Any], metrics: dict[str, float | None]) -> None:
+        """Hyperparameters and final metrics for the HParams tab, kept in this run's own directory."""
+        hp = {k: (v if isinstance(v, int | float | str | bool) else str(v)) for k, v in hparams.items()}
+        mt = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
+        self.writer.add_hparams(hp, mt, run_name=".")
+
+    def gif(self, tag: str, frames: list[np.ndarray], step: int, fps: float) -> None:
+        """An animated GIF image summary (plays in the Images tab)."""
+        from rl_lab.render import add_gif_summary
+
+        add_gif_summary(self.writer, tag, frames, step, fps)
+
+    def flush(self) -> None:
+        """Write pending events to disk."""
+        self.writer.flush()
+
+    def close(self) -> None:
+        """Flush and close the event file."""
+        self.writer.close()
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out

@@ -1,0 +1,189 @@
+"""Supervised training of the policy on (observation, action) pairs: cross-entropy, Adam, mini-batches.
+
+The data stay in tensors on the device; each epoch draws a seeded permutation and slices
+mini-batches out of it (no ``DataLoader``: collating 64 single samples per batch costs more than
+the step itself on CPU). Dropout draws from torch's default generator, which ``fit`` seeds, so
+the same seed gives the same weights. ``TrainState`` holds everything needed to resume after an
+interruption bit-for-bit: weights, optimizer, both RNG states and the epoch reached.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rl_lab.config import TrainerConfig
+from rl_lab.policy import MLPPolicy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What a fit produced, per epoch and at the end."""
+
+    epochs: int
+    samples: int  # training samples (excluding the validation split)
+    val_samples: int
+    history: list[dict[str, float]] = field(default_factory=list)  # one dict per epoch
+    seconds: float = 0.0
+
+    @property
+    def final(self) -> dict[str, float]:
+        """The last epoch's figures."""
+        return self.history[-1] if self.history else {}
+
+
+@dataclass
+class TrainState:
+    """A resumable snapshot taken at an epoch boundary."""
+
+    epoch: int  # epochs completed
+    optimizer: dict[str, Any]
+    shuffle_rng: torch.Tensor
+    torch_rng: torch.Tensor
+    history: list[dict[str, float]]
+
+
+def split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded train/validation split of ``n`` sample indices."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(n * val_fraction)) if n > 1 else 0
+    n_val = min(n_val, n - 1)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def fit(
+    policy: MLPPolicy,
+    obs: np.ndarray,
+    actions: np.ndarray,
+    cfg: TrainerConfig,
+    *,
+    seed: int,
+    device: str = "cpu",
+    on_epoch: Callable[[int, dict[str, float], TrainState], None] | None = None,
+    resume: TrainState | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train ``policy`` in place to predict ``actions`` from ``obs``.
+
+    Args:
+        policy: the network (moved to ``device``).
+        obs: ``(samples, obs_dim)`` float32.
+        actions: ``(samples,)`` int64.
+        cfg: epochs, batch size, learning rate, validation share.
+        seed: seeds the split, the shuffling and dropout.
+        device: torch device.
+        on_epoch: called after every epoch with ``(epoch, figures, state)``: logging and checkpoints.
+        resume: continue from this snapshot instead of starting at epoch 0.
+        should_stop: polled every few batches; True raises :class:`KeyboardInterrupt` (the last
+            completed epoch's state was already handed to ``on_epoch``).
+
+    Returns:
+        Per-epoch losses and accuracies (``train/*`` and ``val/*``).
+    """
+    t_begin = time.perf_counter()
+    train_idx, val_idx = split(len(actions), cfg.val_fraction, seed)
+    x = torch.from_numpy(np.ascontiguousarray(obs, dtype=np.float32)).to(device)  # (S, obs_dim)
+    y = torch.from_numpy(np.ascontiguousarray(actions, dtype=np.int64)).to(device)  # (S,)
+    x_train, y_train = x[train_idx], y[train_idx]
+    x_val, y_val = x[val_idx], y[val_idx]
+    policy.to(device)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+    shuffle_rng = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # dropout masks
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    if resume is not None:
+        optimizer.load_state_dict(resume.optimizer)
+        shuffle_rng.set_state(resume.shuffle_rng)
+        torch.set_rng_state(resume.torch_rng)
+        history, start_epoch = list(resume.history), resume.epoch
+
+    loss_fn = nn.CrossEntropyLoss()
+    n, bs = len(train_idx), cfg.batch_size
+    n_batches = max(1, -(-n // bs))
+    with _progress(cfg.progress, (cfg.epochs - start_epoch) * n_batches) as advance:
+        for epoch in range(start_epoch, cfg.epochs):
+            policy.train()
+            perm = torch.randperm(n, generator=shuffle_rng).to(device)
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), dtype=torch.int64, device=device)
+            for b in range(n_batches):
+                if should_stop is not None and b % 16 == 0 and should_stop():
+                    raise KeyboardInterrupt
+                idx = perm[b * bs : (b + 1) * bs]
+                xb, yb = x_train[idx], y_train[idx]  # (B, obs_dim), (B,)
+                logits = policy(xb)
+                loss = loss_fn(logits, yb)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                with torch.no_grad():
+                    loss_sum += loss.detach() * len(idx)
+                    correct += (logits.argmax(1) == yb).sum()
+                advance(1)
+            figures = {"train/loss": float(loss_sum) / max(n, 1), "train/accuracy": float(correct) / max(n, 1)}
+            figures.update(_validate(policy, x_val, y_val, loss_fn))
+            history.append(figures)
+            state = TrainState(
+                epoch=epoch + 1,
+                optimizer=optimizer.state_dict(),
+                shuffle_rng=shuffle_rng.get_state(),
+                torch_rng=torch.get_rng_state(),
+                history=list(history),
+            )
+            if on_epoch is not None:
+                on_epoch(epoch, figures, state)
+    policy.eval()
+    return TrainResult(
+        epochs=cfg.epochs,
+        samples=n,
+        val_samples=len(val_idx),
+        history=history,
+        seconds=time.perf_counter() - t_begin,
+    )
+
+
+@torch.inference_mode()
+def _validate(policy: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module) -> dict[str, float]:
+    if len(y) == 0:
+        return {}
+    policy.eval()
+    logits = torch.cat([policy(xb) for xb in x.split(8192)])
+    return {
+        "val/loss": float(loss_fn(logits, y)),
+        "val/accuracy": float((logits.argmax(1) == y).float().mean()),
+    }
+
+
+def _progress(enabled: bool, total: int) -> Any:
+    """A rich progress bar on a TTY, nothing otherwise. Yields ``advance(n)``."""
+    if not (enabled and sys.stderr.isatty() and total > 0):
+        return nullcontext(lambda n: None)
+    from contextlib import contextmanager
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    @contextmanager
+    def bar() -> Any:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+        ) as progress:
+            task = progress.add_task("train", total=total)
+            yield lambda k: progress.advance(task, k)
+
+    return bar()

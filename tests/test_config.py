@@ -1,0 +1,88 @@
+"""Every shipped config composes and validates; every bad value is a ConfigError naming its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from rl_lab.app import CONFIG_DIR
+from rl_lab.config import Config, validate
+from rl_lab.errors import ConfigError
+
+CONFIGS = Path(CONFIG_DIR)
+
+
+def make(*overrides: str, name: str = "config") -> Config:
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        cfg = compose(config_name=name, overrides=list(overrides))
+    config = OmegaConf.to_object(cfg)
+    assert isinstance(config, Config)
+    return config
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+
+
+def test_default_config_is_the_original_recipe():
+    c = validate(make())
+    assert (c.env.id, c.collector.episodes, c.collector.max_steps, c.collector.min_score) == (
+        "CartPole-v1",
+        10_000,
+        500,
+        50,
+    )
+    assert c.collector.top_fraction is None and c.collector.behaviour == "random"
+    assert (c.policy.hidden_sizes, c.policy.activation, c.policy.dropout) == ([128, 256, 512, 256, 128], "relu", 0.2)
+    assert (c.trainer.epochs, c.trainer.batch_size, c.trainer.lr) == (5, 64, 2.33e-4)
+    assert (c.evaluator.episodes, c.evaluator.greedy, c.evaluator.render) == (100, True, "none")
+    assert validate(make("experiment=recipe")).evaluator.episodes == 10
+
+
+@pytest.mark.parametrize("group", ["env", "policy", "collector", "trainer", "evaluator", "experiment", "debug"])
+def test_every_group_option_composes_and_validates(group):
+    for option in options(group):
+        validate(make(f"{group}={option}"))
+
+
+def test_eval_config_composes():
+    c = make("checkpoint=x.pt", name="eval")
+    assert c.env.id is None and c.checkpoint == "x.pt"
+    validate(c, training=False)
+
+
+BAD = [
+    ("collector.episodes=0", "collector.episodes"),
+    ("collector.episodes=-5", "collector.episodes"),
+    ("env.num_envs=0", "env.num_envs"),
+    ("trainer.epochs=0", "trainer.epochs"),
+    ("trainer.batch_size=-1", "trainer.batch_size"),
+    ("evaluator.episodes=0", "evaluator.episodes"),
+    ("collector.top_fraction=0.1", "exactly one"),
+    ("collector.min_score=null", "exactly one"),
+    ("collector.min_score=null collector.top_fraction=0", "collector.top_fraction"),
+    ("collector.min_score=null collector.top_fraction=1.5", "collector.top_fraction"),
+    ("policy.dropout=1.0", "policy.dropout"),
+    ("policy.dropout=-0.1", "policy.dropout"),
+    ("policy.activation=swish", "policy.activation"),
+    ("policy.hidden_sizes=[64,0]", "policy.hidden_sizes"),
+    ("trainer.lr=0", "trainer.lr"),
+    ("trainer.lr=-1e-3", "trainer.lr"),
+    ("trainer.val_fraction=1.0", "trainer.val_fraction"),
+    ("trainer.val_fraction=-0.1", "trainer.val_fraction"),
+    ("evaluator.render=window", "evaluator.render"),
+    ("evaluator.video_format=avi", "evaluator.video_format"),
+    ("device=tpu", "device"),
+    ("rounds=0", "rounds"),
+    ("collector.behaviour=expert", "collector.behaviour"),
+    ("collector.temperature=0", "collector.temperature"),
+]
+
+
+@pytest.mark.parametrize("overrides,key", BAD)
+def test_bad_values_are_config_errors_naming_the_key(overrides, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate(make(*overrides.split()))

@@ -1,0 +1,88 @@
+"""The policy network and its checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rl_lab.errors import ConfigError
+from rl_lab.policy import MLPPolicy, act_fn, load_policy, save_policy
+
+
+def test_hidden_sizes_build_the_layers():
+    net = MLPPolicy(4, 2, [8, 16], "tanh", 0.1)
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(4, 8), (8, 16), (16, 2)]
+    assert sum(isinstance(m, nn.Dropout) for m in net.modules()) == 2
+    assert sum(isinstance(m, nn.Tanh) for m in net.modules()) == 2
+
+
+def test_empty_hidden_sizes_is_a_linear_policy():
+    net = MLPPolicy(4, 3, [])
+    layers = list(net.net)
+    assert len(layers) == 1 and isinstance(layers[0], nn.Linear)
+    assert (layers[0].in_features, layers[0].out_features) == (4, 3)
+
+
+def test_dropout_is_inactive_in_evaluation():
+    torch.manual_seed(0)
+    net = MLPPolicy(4, 2, [64, 64], dropout=0.5)
+    x = torch.randn(32, 4)
+    act = act_fn(net, greedy=True)  # puts the net in eval mode
+    assert not net.training
+    np.testing.assert_array_equal(act(x.numpy()), act(x.numpy()))
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), net(x))
+    net.train()
+    with torch.no_grad():
+        assert not torch.equal(net(x), net(x))  # the test can fail: train mode is random
+
+
+def test_save_load_gives_identical_outputs(tmp_path):
+    torch.manual_seed(1)
+    net = MLPPolicy(6, 3, [32, 16], "elu", 0.2).eval()
+    path = save_policy(net, tmp_path / "policy.pt", "Acrobot-v1", {"round": 2})
+    loaded, payload = load_policy(path)
+    assert payload["env_id"] == "Acrobot-v1" and payload["extra"] == {"round": 2}
+    assert loaded.kwargs == net.kwargs
+    x = torch.randn(100, 6)
+    with torch.no_grad():
+        assert torch.equal(net(x), loaded(x))
+    assert [p.name for p in tmp_path.iterdir()] == ["policy.pt"]  # no temp files left
+
+
+def test_sampling_follows_the_softmax():
+    net = MLPPolicy(2, 2, [])
+    with torch.no_grad():
+        net.net[0].weight.zero_()
+        net.net[0].bias.copy_(torch.tensor([0.0, np.log(3.0)]))  # p(1) = 0.75
+    act = act_fn(net, greedy=False, rng=np.random.default_rng(0))
+    a = act(np.zeros((20_000, 2), dtype=np.float32))
+    assert abs(a.mean() - 0.75) < 0.01
+    assert act_fn(net, greedy=True)(np.zeros((3, 2), dtype=np.float32)).tolist() == [1, 1, 1]
+
+
+@pytest.mark.parametrize("content", [b"", b"not a torch file", b"PK\x03\x04garbage"])
+def test_corrupt_checkpoint_is_a_config_error(tmp_path, content):
+    path = tmp_path / "policy.pt"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match="checkpoint"):
+        load_policy(path)
+
+
+def test_truncated_checkpoint_is_a_config_error(tmp_path):
+    path = save_policy(MLPPolicy(4, 2, [64]), tmp_path / "policy.pt", "CartPole-v1")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ConfigError, match="corrupt"):
+        load_policy(path)
+
+
+def test_foreign_torch_file_and_missing_file(tmp_path):
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(ConfigError, match="not an rl_lab policy"):
+        load_policy(tmp_path / "other.pt")
+    with pytest.raises(ConfigError, match="no such file"):
+        load_policy(tmp_path / "missing.pt")
