@@ -207,9 +207,15 @@ def _play(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """Console script ``rl-lab``."""
+    from rl_lab.launchers import check_plugins
+
+    check_plugins(sys.argv[1:])  # a missing launcher/sweeper plugin: one paragraph, exit 2
     _main()
 
 
 def play() -> None:
     """Console script ``rl-lab-eval``."""
+    from rl_lab.launchers import check_plugins
+
+    check_plugins(sys.argv[1:])
     _play()

@@ -74,6 +74,8 @@ def run(cfg: Config, out_dir: str | Path, stop: StopFlag | None = None) -> dict[
     Returns:
         The content of ``metrics.json``.
     """
+    import torch._dynamo  # noqa: F401  (torch.optim imports it on first use, 1-3 s: count it as start-up)
+
     out = Path(out_dir)
     paths = RunPaths(out, cfg.rounds)
     seed_everything(cfg.seed)
@@ -86,16 +88,20 @@ def run(cfg: Config, out_dir: str | Path, stop: StopFlag | None = None) -> dict[
     metrics.update(status="running", env_id=info.id, seed=cfg.seed, device=device)
     elites: list[Dataset] = []
     policy: MLPPolicy | None = None
+    opt_state: dict[str, Any] | None = None
     t_start = time.perf_counter() - float(metrics.get("total_seconds") or 0.0)
     first_round = len(metrics["rounds"])
     if first_round:
-        policy, _ = load_policy(paths.round_dir(first_round - 1) / "policy.pt")
+        policy, payload = load_policy(paths.round_dir(first_round - 1) / "policy.pt")
+        opt_state = payload["extra"].get("optimizer")
         if cfg.collector.accumulate:
             elites = [load_dataset(paths.round_dir(j) / "dataset.npz") for j in range(first_round)]
     try:
         for k in range(first_round, cfg.rounds):
             rdir = paths.round_dir(k)
-            figures, policy, report = _round(cfg, info, k, rdir, policy, elites, tracker, device, stop, resume)
+            figures, policy, report, opt_state = _round(
+                cfg, info, k, rdir, policy, opt_state, elites, tracker, device, stop, resume
+            )
             metrics["rounds"].append(figures)
             metrics.update(collect=figures["collect"], train=figures["train"], eval=figures["eval"])
             metrics["total_seconds"] = time.perf_counter() - t_start
@@ -131,6 +137,9 @@ def run(cfg: Config, out_dir: str | Path, stop: StopFlag | None = None) -> dict[
         },
     )
     tracker.close()
+    from rl_lab.summary import write_run_report
+
+    write_run_report(out, metrics, report, first_dataset=paths.round_dir(0) / "dataset.npz")
     return metrics
 
 
@@ -140,12 +149,13 @@ def _round(
     k: int,
     rdir: Path,
     prev: MLPPolicy | None,
+    prev_opt: dict[str, Any] | None,
     elites: list[Dataset],
     tracker: Tracker,
     device: str,
     stop: StopFlag | None,
     resume: dict[str, Any] | None,
-) -> tuple[dict[str, Any], MLPPolicy, EvalReport]:
+) -> tuple[dict[str, Any], MLPPolicy, EvalReport, dict[str, Any] | None]:
     """One round: collect (or reuse), filter, train, evaluate. Returns its figures, policy and report."""
     rdir.mkdir(parents=True, exist_ok=True)
     # --- collect -----------------------------------------------------------------------------
@@ -194,8 +204,12 @@ def _round(
         should_stop=stop,
     )
     tracker.scalars({"time/train_samples_per_second": result.samples * epochs / max(result.seconds, 1e-9)}, k)
-    save_policy(policy, rdir / "policy.pt", info.id, {"round": k})
+    keep_opt = cfg.rounds > 1 and cfg.trainer.warm_start  # the next round continues with these Adam moments
+    save_policy(
+        policy, rdir / "policy.pt", info.id, {"round": k, **({"optimizer": result.optimizer_state} if keep_opt else {})}
+    )
     tfig = {
+        "history": result.history,  # per-epoch train/val loss and accuracy
         "epochs": result.epochs,
         "samples": result.samples,
         "val_samples": result.val_samples,
@@ -234,7 +248,7 @@ def _round(
         tracker.weights(policy, k)
     tracker.flush()
     log.info(format_round(k, cfg, cfig, tfig, efig))
-    return figures, policy, report
+    return figures, policy, report, result.optimizer_state if keep_opt else None
 
 
 def _collect_stage(
@@ -443,23 +457,23 @@ def _hparams(cfg: Config) -> dict[str, Any]:
 
 
 def format_eval(e: dict[str, Any], seconds: float | None = None) -> str:
-    """Evaluation figures in one line (the original printed the average score and 'choice 0: ...%')."""
-    balance = "  ".join(f"choice {a}: {100 * b:.1f}%" for a, b in enumerate(e["action_balance"]))
+    """Evaluation figures (the original printed the average score and 'choice 0: ...%  choice 1: ...%')."""
     success = "n/a" if e["success_rate"] is None else f"{100 * e['success_rate']:.0f}%"
-    took = "" if seconds is None else f" in {seconds:.2f} s"
+    took = "" if seconds is None else f", {seconds:.2f} s"
     return (
-        f"eval over {e['episodes']} episodes{took}: score {e['score_mean']:.1f} ± {e['score_std']:.1f} "
-        f"(min {e['score_min']:g}, median {e['score_median']:g}, max {e['score_max']:g}), success {success} | "
-        f"action balance {balance}"
+        f"eval:    {e['episodes']} episodes, score {e['score_mean']:.1f} ± {e['score_std']:.1f} "
+        f"(min {e['score_min']:g}, median {e['score_median']:g}, max {e['score_max']:g}), success {success}{took}\n"
+        "actions: " + "  ".join(f"choice {a}: {100 * b:.1f}%" for a, b in enumerate(e["action_balance"]))
     )
 
 
 def format_round(k: int, cfg: Config, c: dict[str, Any], t: dict[str, Any], e: dict[str, Any]) -> str:
-    """The human-readable report of one round."""
-    head = f"round {k}: " if cfg.rounds > 1 else ""
+    """The human-readable report of one round, a stage per line."""
+    head = f"round {k}\n" if cfg.rounds > 1 else ""
     val = t.get("val_accuracy")
     return (
-        f"{head}kept {c['kept_episodes']} of {c['episodes']} episodes (threshold {c['threshold']:g}), "
-        f"{c['samples']} samples | val accuracy {'n/a' if val is None else f'{val:.3f}'} | "
-        f"{format_eval(e)} | seconds: collect {c['seconds']:.2f}, train {t['seconds']:.2f}, eval {e['seconds']:.2f}"
+        f"{head}collect: kept {c['kept_episodes']} of {c['episodes']} episodes ({100 * c['kept_fraction']:.1f}%, "
+        f"threshold {c['threshold']:g}), {c['samples']} samples, {c['seconds']:.2f} s\n"
+        f"train:   {t['epochs']} epochs, val accuracy {'n/a' if val is None else f'{val:.3f}'}, "
+        f"final loss {t['final_loss']:.4f}, {t['seconds']:.2f} s\n" + format_eval(e, e["seconds"])
     )

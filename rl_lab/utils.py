@@ -121,3 +121,18 @@ def sha256_arrays(arrays: dict[str, np.ndarray]) -> str:
         h.update(str(a.shape).encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+def console_handler(**kwargs: Any) -> logging.Handler:
+    """Hydra's console log handler: rich's RichHandler (keeps a live progress bar clean).
+
+    On a terminal it uses the terminal's width; elsewhere (pipes, CI logs) a wide console, so report
+    lines are not wrapped at 80 columns.
+    """
+    import sys
+
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
+    return RichHandler(console=console, **kwargs)

@@ -8,14 +8,14 @@ import torch
 from torch import nn
 
 from rl_lab.errors import ConfigError
-from rl_lab.policy import MLPPolicy, act_fn, load_policy, save_policy
+from rl_lab.policy import Dropout, MLPPolicy, act_fn, load_policy, save_policy
 
 
 def test_hidden_sizes_build_the_layers():
     net = MLPPolicy(4, 2, [8, 16], "tanh", 0.1)
     linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(4, 8), (8, 16), (16, 2)]
-    assert sum(isinstance(m, nn.Dropout) for m in net.modules()) == 2
+    assert sum(isinstance(m, Dropout) for m in net.modules()) == 2
     assert sum(isinstance(m, nn.Tanh) for m in net.modules()) == 2
 
 
@@ -38,6 +38,16 @@ def test_dropout_is_inactive_in_evaluation():
     net.train()
     with torch.no_grad():
         assert not torch.equal(net(x), net(x))  # the test can fail: train mode is random
+
+
+def test_dropout_matches_nn_dropout_statistics():
+    drop = Dropout(0.2).train()
+    drop.rng = np.random.default_rng(0)
+    y = drop(torch.ones(200, 500))
+    assert set(torch.unique(y).tolist()) == {0.0, 1.25}  # dropped, or kept and scaled by 1 / (1 - p)
+    assert abs((y == 0).float().mean().item() - 0.2) < 0.005
+    assert abs(y.mean().item() - 1.0) < 0.01  # expectation preserved
+    assert torch.equal(drop.eval()(y), y)
 
 
 def test_save_load_gives_identical_outputs(tmp_path):

@@ -1,0 +1,147 @@
+"""``report.md``: a human-readable summary of one run, with PNG plots (matplotlib, optional).
+
+The plots: score histograms (all collected episodes vs kept vs evaluation), the training curves,
+the action balance (kept data vs evaluation) and, for several rounds, the evaluation score per
+round. Without matplotlib the report is written without plots and one line says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rl_lab.data import load_dataset
+from rl_lab.evaluate import EvalReport
+from rl_lab.utils import atomic_path, atomic_write
+
+log = logging.getLogger(__name__)
+
+
+def write_run_report(out: Path, metrics: dict[str, Any], report: EvalReport, first_dataset: Path) -> Path:
+    """Write ``report.md`` (and ``plots/*.png`` when matplotlib is installed) into the run dir."""
+    plots: list[str] = []
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+    except ImportError:
+        log.info("matplotlib is not installed: report.md without plots (pip install -e '.[plots]')")
+    else:
+        plots = _plots(out, metrics, report, first_dataset)
+    text = _markdown(metrics, report, plots)
+    return atomic_write(out / "report.md", lambda f: f.write(text.encode()))
+
+
+def _markdown(m: dict[str, Any], report: EvalReport, plots: list[str]) -> str:
+    c, t, e = m["collect"], m["train"], m["eval"]
+    rounds = m.get("rounds", [])
+    lines = [
+        f"# rl-lab run: {m.get('env_id')} (seed {m.get('seed')})",
+        "",
+        f"Status: **{m.get('status')}**, {len(rounds)} round(s), {m.get('total_seconds', 0):.1f} s in all"
+        + (f", solved (stop_score) after {m['solve_seconds']:.1f} s" if m.get("solve_seconds") else "")
+        + ".",
+        "",
+        "| stage | figures |",
+        "|---|---|",
+        f"| collect | kept {c['kept_episodes']} of {c['episodes']} episodes ({100 * c['kept_fraction']:.1f}%, "
+        f"threshold {c['threshold']:g}), {c['samples']} samples; episode score {c['score_mean']:.1f} mean, "
+        f"{c['score_max']:g} max; {c['seconds']:.2f} s |",
+        f"| train | {t['epochs']} epochs on {t['samples']} samples; final loss {_f(t['final_loss'])}, "
+        f"validation accuracy {_f(t['val_accuracy'])}; {t['seconds']:.2f} s |",
+        f"| evaluate | {e['episodes']} episodes: score {e['score_mean']:.1f} ± {e['score_std']:.1f} "
+        f"(min {e['score_min']:g}, median {e['score_median']:g}, max {e['score_max']:g}); success rate "
+        f"{_f(e['success_rate'])}; {e['seconds']:.2f} s |",
+        "",
+        "Action balance (evaluation): "
+        + ", ".join(f"choice {a}: {100 * b:.1f}%" for a, b in enumerate(e["action_balance"])),
+        "",
+    ]
+    if len(rounds) > 1:
+        lines += [
+            "## Rounds",
+            "",
+            "| round | collect mean | kept | threshold | train acc | eval mean ± std |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in rounds:
+            rc, rt, re_ = r["collect"], r["train"], r["eval"]
+            lines.append(
+                f"| {r['round']} | {rc['score_mean']:.1f} | {rc['kept_episodes']} | {rc['threshold']:g} | "
+                f"{_f(rt['train_accuracy'])} | {re_['score_mean']:.1f} ± {re_['score_std']:.1f} |"
+            )
+        lines.append("")
+    lines += [f"![{p}](plots/{p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def _f(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def _plots(out: Path, m: dict[str, Any], report: EvalReport, first_dataset: Path) -> list[str]:
+    from matplotlib.figure import Figure
+
+    made = []
+    figs: dict[str, Figure] = {}
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_subplot()
+    if first_dataset.is_file():
+        ds = load_dataset(first_dataset)
+        bins = np.linspace(0, max(ds.episode_returns.max(), report.scores.max()) + 1, 50)
+        ax.hist(ds.episode_returns, bins=bins, alpha=0.5, label="collected (round 0)", density=True)
+        ax.hist(ds.episode_returns[ds.kept], bins=bins, alpha=0.5, label="kept (round 0)", density=True)
+        ax.hist(report.scores, bins=bins, alpha=0.6, label="evaluation (final)", density=True)
+    ax.set(xlabel="episode score", ylabel="density", title="Scores: collected vs kept vs evaluation")
+    ax.legend()
+    figs["scores.png"] = fig
+
+    history = [h for r in m.get("rounds", []) for h in r["train"].get("history", [])]
+    if history:
+        fig = Figure(figsize=(7, 4))
+        ax = fig.add_subplot()
+        for key in ("train/loss", "val/loss", "train/accuracy", "val/accuracy"):
+            ys = [h.get(key) for h in history]
+            if any(y is not None for y in ys):
+                ax.plot(range(1, len(ys) + 1), ys, marker="o", label=key)
+        ax.set(xlabel="epoch (all rounds)", title="Training curves")
+        ax.legend()
+        figs["training.png"] = fig
+
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.add_subplot()
+    kept = m["collect"]["action_balance"]
+    ev = m["eval"]["action_balance"]
+    x = np.arange(len(ev))
+    ax.bar(x - 0.2, kept, 0.4, label="kept data")
+    ax.bar(x + 0.2, ev, 0.4, label="evaluation")
+    ax.set(xticks=x, xlabel="action", ylabel="share", title="Action balance")
+    ax.legend()
+    figs["actions.png"] = fig
+
+    if len(m.get("rounds", [])) > 1:
+        fig = Figure(figsize=(7, 4))
+        ax = fig.add_subplot()
+        rs = m["rounds"]
+        ax.errorbar(
+            [r["round"] for r in rs],
+            [r["eval"]["score_mean"] for r in rs],
+            yerr=[r["eval"]["score_std"] for r in rs],
+            marker="o",
+            capsize=3,
+            label="evaluation",
+        )
+        ax.plot([r["round"] for r in rs], [r["collect"]["score_mean"] for r in rs], marker=".", label="collected")
+        ax.set(xlabel="round", ylabel="score", title="Score per round")
+        ax.legend()
+        figs["rounds.png"] = fig
+
+    for name, fig in figs.items():
+        fig.tight_layout()
+        with atomic_path(out / "plots" / name, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
+        made.append(name)
+    return made
