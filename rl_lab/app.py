@@ -43,7 +43,8 @@ def _setup_job(config: Config) -> None:
     """Reset process-wide state at the start of every job (the basic launcher runs a sweep in one process)."""
     import torch
 
-    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()  # allowed cores
+    torch.set_num_threads(config.threads or cores or 1)
 
 
 @contextmanager

@@ -592,3 +592,46 @@ def test_ctrl_c_in_the_real_window_ends_playback(xvfb_display, tmp_path):
             child.wait()
     assert "DONE 0 []" in out
     assert _find_window(xvfb_display) is None
+
+
+@pytest.mark.xvfb
+@pytest.mark.slow
+def test_rl_lab_eval_plays_in_a_window_under_xvfb(xvfb_display, tmp_path):
+    """The whole CLI: rl-lab-eval checkpoint=... evaluator.render=human opens a window and counts its episodes."""
+    import json
+
+    import torch
+
+    from rl_lab.policy import MLPPolicy, save_policy
+
+    torch.manual_seed(0)
+    ckpt = save_policy(MLPPolicy(4, 2, [16]), tmp_path / "policy.pt", "CartPole-v1")
+    env = {k: v for k, v in os.environ.items() if k not in ("SDL_VIDEODRIVER", "WAYLAND_DISPLAY", "HYDRA_FULL_ERROR")}
+    env.update(DISPLAY=xvfb_display, XDG_RUNTIME_DIR=str(tmp_path), SDL_AUDIODRIVER="dummy")
+    out = tmp_path / "ev"
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rl_lab.eval",
+            f"checkpoint={ckpt}",
+            "evaluator.render=human",
+            "evaluator.episodes=4",
+            "evaluator.render_episodes=2",
+            "evaluator.fps=20",
+            f"hydra.run.dir={out}",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_window(xvfb_display, child, timeout=60)
+        _finish(child, timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    ev = json.loads((out / "eval.json").read_text())
+    assert ev["episodes"] == 4  # 2 shown in the window + 2 batched, all counted

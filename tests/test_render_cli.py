@@ -27,8 +27,14 @@ def test_video_after_training_and_from_a_checkpoint(cli, tmp_path):
     assert ev["episodes"] == 3  # rendered episodes count in the statistics
 
     ev_dir = tmp_path / "ev"
-    proc = cli(f"checkpoint={out / 'policy.pt'}", "evaluator.episodes=2", "evaluator.render=video",
-               "evaluator.video_format=gif", f"hydra.run.dir={ev_dir}", entry="rl_lab.eval")
+    proc = cli(
+        f"checkpoint={out / 'policy.pt'}",
+        "evaluator.episodes=2",
+        "evaluator.render=video",
+        "evaluator.video_format=gif",
+        f"hydra.run.dir={ev_dir}",
+        entry="rl_lab.eval",
+    )
     assert proc.returncode == 0, proc.stderr
     gif = Image.open(ev_dir / "videos" / "episode_0.gif")
     assert gif.format == "GIF" and gif.n_frames > 1
@@ -41,8 +47,12 @@ def test_video_after_training_and_from_a_checkpoint(cli, tmp_path):
 def test_human_without_a_display_is_refused_with_advice(cli, tmp_path):
     out = tmp_path / "run"
     assert cli(*SMALL, f"hydra.run.dir={out}").returncode == 0
-    proc = cli(f"checkpoint={out / 'policy.pt'}", "evaluator.render=human", entry="rl_lab.eval",
-               env={"DISPLAY": "", "WAYLAND_DISPLAY": ""})
+    proc = cli(
+        f"checkpoint={out / 'policy.pt'}",
+        "evaluator.render=human",
+        entry="rl_lab.eval",
+        env={"DISPLAY": "", "WAYLAND_DISPLAY": ""},
+    )
     assert proc.returncode == 2
     assert "evaluator.render=video" in proc.stderr and "xvfb-run" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -78,17 +78,27 @@ def test_ctrl_c_during_training_saves_and_resume_is_bit_identical(tmp_path):
     check_artifacts_complete(out)
     assert list((out / "tb").glob("events.*"))  # flushed
 
-    resumed = subprocess.run([sys.executable, "-m", "rl_lab", f"resume={out}", f"hydra.run.dir={tmp_path / 'r'}"],
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "rl_lab", f"resume={out}", f"hydra.run.dir={tmp_path / 'r'}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     full = tmp_path / "full"
-    done = subprocess.run([sys.executable, "-m", "rl_lab", *TRAIN_LONG, f"hydra.run.dir={full}"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "rl_lab", *TRAIN_LONG, f"hydra.run.dir={full}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     a, b = json.loads((out / "metrics.json").read_text()), json.loads((full / "metrics.json").read_text())
     assert a["status"] == "completed"
     assert a["weights_sha256"] == b["weights_sha256"], "resumed weights differ from an uninterrupted run's"
-    assert json.loads((out / "eval.json").read_text())["scores"] == json.loads((full / "eval.json").read_text())["scores"]
+    assert (
+        json.loads((out / "eval.json").read_text())["scores"] == json.loads((full / "eval.json").read_text())["scores"]
+    )
 
 
 @pytest.mark.slow
@@ -124,6 +134,7 @@ def test_kill_9_never_leaves_a_damaged_artifact(tmp_path):
 
 # --- fuzzing ---------------------------------------------------------------------------------------
 
+
 def maybe(strategy):
     return st.one_of(st.none(), strategy)
 
@@ -150,7 +161,9 @@ OVERRIDES = st.fixed_dictionaries(
 
 
 def compose_config(values: dict) -> Config:
-    overrides = [f"{k}={'null' if v is None else json.dumps(v) if isinstance(v, list) else v}" for k, v in values.items()]
+    overrides = [
+        f"{k}={'null' if v is None else json.dumps(v) if isinstance(v, list) else v}" for k, v in values.items()
+    ]
     overrides = [o if not o.endswith("=") else o + "''" for o in overrides]
     with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
         cfg = compose(config_name="config", overrides=["debug=fast", "evaluator.max_steps=30", *overrides])
