@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def write_run_report(out: Path, metrics: dict[str, Any], report: EvalReport, first_dataset: Path) -> Path:
-    """Write ``report.md`` (and ``plots/*.png`` when matplotlib is installed) into the run dir."""
+    """Write ``report.md`` (and ``report.png`` when matplotlib is installed) into the run dir."""
     plots: list[str] = []
     try:
         import matplotlib
@@ -74,7 +74,7 @@ def _markdown(m: dict[str, Any], report: EvalReport, plots: list[str]) -> str:
                 f"{_f(rt['train_accuracy'])} | {re_['score_mean']:.1f} ± {re_['score_std']:.1f} |"
             )
         lines.append("")
-    lines += [f"![{p}](plots/{p})" for p in plots]
+    lines += [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
 
 
@@ -83,65 +83,54 @@ def _f(x: float | None) -> str:
 
 
 def _plots(out: Path, m: dict[str, Any], report: EvalReport, first_dataset: Path) -> list[str]:
+    """One PNG with four panels (one figure keeps matplotlib's cost low)."""
     from matplotlib.figure import Figure
 
-    made = []
-    figs: dict[str, Figure] = {}
-    fig = Figure(figsize=(7, 4))
-    ax = fig.add_subplot()
+    fig = Figure(figsize=(12, 7.5))
+    (ax_scores, ax_train), (ax_actions, ax_rounds) = fig.subplots(2, 2)
+
+    bins: Any = 30
     if first_dataset.is_file():
         ds = load_dataset(first_dataset)
         bins = np.linspace(0, max(ds.episode_returns.max(), report.scores.max()) + 1, 50)
-        ax.hist(ds.episode_returns, bins=bins, alpha=0.5, label="collected (round 0)", density=True)
-        ax.hist(ds.episode_returns[ds.kept], bins=bins, alpha=0.5, label="kept (round 0)", density=True)
-        ax.hist(report.scores, bins=bins, alpha=0.6, label="evaluation (final)", density=True)
-    ax.set(xlabel="episode score", ylabel="density", title="Scores: collected vs kept vs evaluation")
-    ax.legend()
-    figs["scores.png"] = fig
+        if ds.episode_returns.min() < 0:  # negative scores (Acrobot): bins over the whole range
+            lo = min(ds.episode_returns.min(), report.scores.min())
+            bins = np.linspace(lo - 1, max(ds.episode_returns.max(), report.scores.max()) + 1, 50)
+        ax_scores.hist(ds.episode_returns, bins=bins, alpha=0.5, label="collected (round 0)", density=True)
+        ax_scores.hist(ds.episode_returns[ds.kept], bins=bins, alpha=0.5, label="kept (round 0)", density=True)
+    ax_scores.hist(report.scores, bins=bins, alpha=0.6, label="evaluation (final)", density=True)
+    ax_scores.set(xlabel="episode score", ylabel="density", title="Scores: collected vs kept vs evaluation")
+    ax_scores.legend(fontsize=8)
 
     history = [h for r in m.get("rounds", []) for h in r["train"].get("history", [])]
-    if history:
-        fig = Figure(figsize=(7, 4))
-        ax = fig.add_subplot()
-        for key in ("train/loss", "val/loss", "train/accuracy", "val/accuracy"):
-            ys = [h.get(key) for h in history]
-            if any(y is not None for y in ys):
-                ax.plot(range(1, len(ys) + 1), ys, marker="o", label=key)
-        ax.set(xlabel="epoch (all rounds)", title="Training curves")
-        ax.legend()
-        figs["training.png"] = fig
+    for key in ("train/loss", "val/loss", "train/accuracy", "val/accuracy"):
+        ys = [h.get(key) for h in history]
+        if any(y is not None for y in ys):
+            ax_train.plot(range(1, len(ys) + 1), ys, marker="o", ms=3, label=key)
+    ax_train.set(xlabel="epoch (all rounds)", title="Training curves")
+    ax_train.legend(fontsize=8)
 
-    fig = Figure(figsize=(5, 3.5))
-    ax = fig.add_subplot()
-    kept = m["collect"]["action_balance"]
-    ev = m["eval"]["action_balance"]
+    kept, ev = m["collect"]["action_balance"], m["eval"]["action_balance"]
     x = np.arange(len(ev))
-    ax.bar(x - 0.2, kept, 0.4, label="kept data")
-    ax.bar(x + 0.2, ev, 0.4, label="evaluation")
-    ax.set(xticks=x, xlabel="action", ylabel="share", title="Action balance")
-    ax.legend()
-    figs["actions.png"] = fig
+    ax_actions.bar(x - 0.2, kept, 0.4, label="kept data (last round)")
+    ax_actions.bar(x + 0.2, ev, 0.4, label="evaluation")
+    ax_actions.set(xticks=x, xlabel="action", ylabel="share", title="Action balance")
+    ax_actions.legend(fontsize=8)
 
-    if len(m.get("rounds", [])) > 1:
-        fig = Figure(figsize=(7, 4))
-        ax = fig.add_subplot()
-        rs = m["rounds"]
-        ax.errorbar(
-            [r["round"] for r in rs],
-            [r["eval"]["score_mean"] for r in rs],
-            yerr=[r["eval"]["score_std"] for r in rs],
-            marker="o",
-            capsize=3,
-            label="evaluation",
-        )
-        ax.plot([r["round"] for r in rs], [r["collect"]["score_mean"] for r in rs], marker=".", label="collected")
-        ax.set(xlabel="round", ylabel="score", title="Score per round")
-        ax.legend()
-        figs["rounds.png"] = fig
+    rs = m.get("rounds", [])
+    ax_rounds.errorbar(
+        [r["round"] for r in rs],
+        [r["eval"]["score_mean"] for r in rs],
+        yerr=[r["eval"]["score_std"] for r in rs],
+        marker="o",
+        capsize=3,
+        label="evaluation",
+    )
+    ax_rounds.plot([r["round"] for r in rs], [r["collect"]["score_mean"] for r in rs], marker=".", label="collected")
+    ax_rounds.set(xlabel="round", ylabel="score mean", title="Score per round")
+    ax_rounds.legend(fontsize=8)
 
-    for name, fig in figs.items():
-        fig.tight_layout()
-        with atomic_path(out / "plots" / name, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=90, format="png")
-        made.append(name)
-    return made
+    fig.subplots_adjust(hspace=0.35, wspace=0.2, left=0.06, right=0.98, top=0.95, bottom=0.07)
+    with atomic_path(out / "report.png", suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=80, format="png")
+    return ["report.png"]
