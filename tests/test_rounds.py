@@ -1,0 +1,81 @@
+"""Iterative rounds (the cross-entropy method): learning across rounds, previous-round behaviour, stop_score,
+per-round artifacts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from rl_lab.config import CollectorConfig, Config, EnvConfig, EvaluatorConfig, PolicyConfig, TrainerConfig
+from rl_lab.data import load_dataset
+from rl_lab.pipeline import run
+
+
+def bandit_config(rounds: int, stop_score: float | None = None, **trainer) -> Config:
+    """rl_lab_test/BestAction-v0: 20 steps, reward 1 when the action matches obs[0] > 0.5 (random scores ~10)."""
+    return Config(
+        env=EnvConfig(id="rl_lab_test/BestAction-v0", num_envs=32),
+        collector=CollectorConfig(episodes=64, max_steps=20, min_score=None, top_fraction=0.25, behaviour="policy"),
+        policy=PolicyConfig(hidden_sizes=[32], dropout=0.0),
+        trainer=TrainerConfig(**{"epochs": 3, "batch_size": 64, "lr": 0.01, "val_fraction": 0.0, **trainer}),
+        evaluator=EvaluatorConfig(episodes=20),
+        rounds=rounds,
+        stop_score=stop_score,
+        seed=0,
+    )
+
+
+def test_rounds_improve_and_collect_with_the_previous_policy(tmp_path):
+    metrics = run(bandit_config(rounds=4), tmp_path)
+    rounds = metrics["rounds"]
+    assert len(rounds) == 4
+    collect_means = [r["collect"]["score_mean"] for r in rounds]
+    assert collect_means[0] < 12  # random behaviour in round 0
+    assert collect_means[-1] > collect_means[0] + 4  # later rounds collect with a trained policy
+    assert rounds[-1]["eval"]["score_mean"] >= 18  # the known best action is learned (max 20)
+    behaviours = [load_dataset(tmp_path / f"round_{k}" / "dataset.npz").meta["behaviour"] for k in range(4)]
+    assert behaviours == ["random", "policy", "policy", "policy"]
+    assert metrics["solve_seconds"] is None  # no stop_score
+    assert [r["elapsed_seconds"] for r in rounds] == sorted(r["elapsed_seconds"] for r in rounds)
+
+
+def test_stop_score_stops_early_and_records_solve_seconds(tmp_path):
+    metrics = run(bandit_config(rounds=10, stop_score=15), tmp_path)
+    assert len(metrics["rounds"]) < 10
+    assert metrics["rounds"][-1]["eval"]["score_mean"] >= 15
+    assert all(r["eval"]["score_mean"] < 15 for r in metrics["rounds"][:-1])
+    assert metrics["solve_seconds"] == pytest.approx(metrics["rounds"][-1]["elapsed_seconds"])
+
+
+def test_per_round_artifacts_and_round_curves(tmp_path):
+    metrics = run(bandit_config(rounds=3), tmp_path)
+    for k in range(3):
+        for name in ("dataset.npz", "policy.pt", "eval.json"):
+            assert (tmp_path / f"round_{k}" / name).is_file(), f"round_{k}/{name}"
+    top = json.loads((tmp_path / "eval.json").read_text())
+    assert top == json.loads((tmp_path / "round_2" / "eval.json").read_text())
+    assert (tmp_path / "policy.pt").is_file() and metrics["status"] == "completed"
+    ea = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0})
+    ea.Reload()
+    for tag in (
+        "round/eval_score_mean",
+        "round/collect_score_mean",
+        "round/kept_fraction",
+        "round/threshold",
+        "round/train_loss",
+        "round/action_balance/0",
+    ):
+        assert [e.step for e in ea.Scalars(tag)] == [0, 1, 2], tag
+    assert len(ea.Scalars("train/loss")) == 9  # 3 epochs x 3 rounds, one curve
+
+
+def test_accumulate_trains_on_all_rounds_elites(tmp_path):
+    metrics = run(bandit_config(rounds=2, warm_start=False), tmp_path.joinpath("a"))
+    cfg = bandit_config(rounds=2)
+    cfg.collector.accumulate = True
+    acc = run(cfg, tmp_path / "b")
+    kept = [r["collect"]["samples"] for r in acc["rounds"]]
+    assert acc["rounds"][1]["train"]["samples"] == sum(kept)  # val_fraction 0: every kept sample
+    assert metrics["rounds"][1]["train"]["samples"] == metrics["rounds"][1]["collect"]["samples"]
