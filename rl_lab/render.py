@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from rl_lab.config import RENDER_MODES, VIDEO_FORMATS
 from rl_lab.errors import ConfigError, MissingExtraError
 from rl_lab.utils import atomic_path
 
@@ -33,8 +34,6 @@ log = logging.getLogger(__name__)
 ActFn = Callable[[np.ndarray], np.ndarray]
 """A batched policy: observations ``(B, obs_dim)`` float32 -> actions ``(B,)`` int64."""
 
-RENDER_MODES = ("none", "human", "video")
-VIDEO_FORMATS = ("mp4", "gif")
 _HEADLESS_DRIVERS = ("dummy", "offscreen")
 # GIF frame delays are stored in 1/100 s; browsers (and TensorBoard's <img>) replace delays of
 # 0-10 ms by 100 ms, so a 60 fps GIF would play at 10 fps. 20 ms (50 fps) is the fastest safe delay.
