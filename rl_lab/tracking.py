@@ -65,10 +65,19 @@ class Tracker:
         self.writer.add_text("config", f"|key|value|\n|-|-|\n{rows}", 0)
 
     def hparams(self, hparams: dict[str, Any], metrics: dict[str, float | None]) -> None:
-        """Hyperparameters and final metrics for the HParams tab, kept in this run's own directory."""
+        """Hyperparameters and final metrics for the HParams tab, in this run's own directory.
+
+        The metrics name scalar tags this run already logs (``eval/score_mean``...): the HParams tab
+        shows their last value. Unlike ``SummaryWriter.add_hparams``, no extra scalar point is
+        written at step 0 (TensorBoard would then show those curves as one point).
+        """
+        from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
         hp = {k: (v if isinstance(v, int | float | str | bool) else str(v)) for k, v in hparams.items()}
         mt = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
-        self.writer.add_hparams(hp, mt, run_name=".")
+        file_writer = self.writer._get_file_writer()
+        for summary in hparams_summaries(hp, mt):
+            file_writer.add_summary(summary)
 
     def gif(self, tag: str, frames: list[np.ndarray], step: int, fps: float) -> None:
         """An animated GIF image summary (plays in the Images tab)."""

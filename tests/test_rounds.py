@@ -69,6 +69,13 @@ def test_per_round_artifacts_and_round_curves(tmp_path):
     ):
         assert [e.step for e in ea.Scalars(tag)] == [0, 1, 2], tag
     assert len(ea.Scalars("train/loss")) == 9  # 3 epochs x 3 rounds, one curve
+    assert [e.step for e in ea.Scalars("eval/score_mean")] == [0, 1, 2]  # hparams add no point at step 0
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    content = ea.PluginTagToContent("hparams")
+    infos = [HParamsPluginData.FromString(v) for v in content.values()]
+    exp = next(i.experiment for i in infos if i.HasField("experiment"))
+    assert "eval/score_mean" in [m.name.tag for m in exp.metric_infos]
 
 
 def test_accumulate_trains_on_all_rounds_elites(tmp_path):
