@@ -157,3 +157,21 @@ def test_same_seed_same_results_other_seed_differs(cli, tmp_path):
     assert a[:3] == b[:3]
     assert all(torch.equal(x, y) for x, y in zip(a[3].values(), b[3].values(), strict=True))
     assert a[0] != c[0] and a[1] != c[1]
+
+
+def test_dataset_reuse_and_env_mismatch(cli, tmp_path):
+    out = tmp_path / "run"
+    assert cli(*SMALL, f"hydra.run.dir={out}").returncode == 0
+    reuse = tmp_path / "reuse"
+    proc = cli(*SMALL, f"collector.dataset={out / 'dataset.npz'}", f"hydra.run.dir={reuse}")
+    assert proc.returncode == 0, proc.stderr
+    a = json.loads((out / "metrics.json").read_text())["rounds"][0]["dataset_sha256"]
+    b = json.loads((reuse / "metrics.json").read_text())["rounds"][0]["dataset_sha256"]
+    assert a == b  # trained on the very same data, without collecting
+    proc = cli(
+        *SMALL, "env.id=Acrobot-v1", f"collector.dataset={out / 'dataset.npz'}", f"hydra.run.dir={tmp_path / 'bad'}"
+    )
+    assert proc.returncode == 2 and "CartPole-v1" in proc.stderr and "Traceback" not in proc.stderr
+    proc = cli(f"checkpoint={out / 'policy.pt'}", "env.id=Acrobot-v1", entry="rl_lab.eval")
+    assert proc.returncode == 2 and "4 observations and 2 actions" in proc.stderr
+    assert "Traceback" not in proc.stderr

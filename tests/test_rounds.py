@@ -86,3 +86,17 @@ def test_accumulate_trains_on_all_rounds_elites(tmp_path):
     kept = [r["collect"]["samples"] for r in acc["rounds"]]
     assert acc["rounds"][1]["train"]["samples"] == sum(kept)  # val_fraction 0: every kept sample
     assert metrics["rounds"][1]["train"]["samples"] == metrics["rounds"][1]["collect"]["samples"]
+
+
+def test_report_md_with_and_without_matplotlib(tmp_path, monkeypatch, caplog):
+    run(bandit_config(rounds=2), tmp_path / "with")
+    text = (tmp_path / "with" / "report.md").read_text()
+    assert "## Rounds" in text and "![report.png](report.png)" in text
+    assert (tmp_path / "with" / "report.png").read_bytes()[:4] == b"\x89PNG"
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with caplog.at_level("INFO"):
+        run(bandit_config(rounds=1), tmp_path / "without")
+    assert (tmp_path / "without" / "report.md").is_file() and not (tmp_path / "without" / "report.png").exists()
+    assert any("matplotlib is not installed" in r.message for r in caplog.records)
