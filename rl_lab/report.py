@@ -220,11 +220,19 @@ def normalize_override(override: str) -> tuple[str, str]:
     return key, text
 
 
+# Keys that say how a job ran, not what it computed: never a group of their own.
+EXECUTION_KEYS = frozenset({"seed", "launcher", "hparams_search", "debug", "device", "threads", "trainer.progress"})
+
+
 def group_key(overrides: Iterable[str], ignore: Iterable[str] = ("seed",)) -> tuple[str, ...]:
-    """The overrides that define a job's group: normalized, without ignored keys, sorted."""
-    ignored = {"seed", *ignore}
+    """The overrides that define a job's group: normalized, without ignored keys, sorted.
+
+    The seed and the keys that only choose how a job runs (launcher, threads, ``hydra.*``...) are
+    always left out.
+    """
+    ignored = EXECUTION_KEYS | set(ignore)
     kept = (normalize_override(o) for o in overrides if o.strip())
-    return tuple(sorted(text for key, text in kept if key not in ignored))
+    return tuple(sorted(text for key, text in kept if key not in ignored and not key.startswith("hydra")))
 
 
 def group_name(key: Sequence[str]) -> str:
