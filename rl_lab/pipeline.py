@@ -74,8 +74,6 @@ def run(cfg: Config, out_dir: str | Path, stop: StopFlag | None = None) -> dict[
     Returns:
         The content of ``metrics.json``.
     """
-    import torch._dynamo  # noqa: F401  (torch.optim imports it on first use, 1-3 s: count it as start-up)
-
     out = Path(out_dir)
     paths = RunPaths(out, cfg.rounds)
     seed_everything(cfg.seed)

@@ -75,3 +75,28 @@ def test_resume_from_an_epoch_checkpoint_is_bit_identical():
     resumed, _ = train(0, epochs=3, resume=states[-1])
     for (name, x), y in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(x, y), f"{name} differs after resume"
+
+
+def test_adam_is_torch_fused_adam_bit_for_bit():
+    from rl_lab.train import Adam
+
+    obs, actions = data(512)
+    x, y = torch.from_numpy(obs), torch.from_numpy(actions)
+    nets = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        nets.append(MLPPolicy(4, 2, [32, 16], dropout=0.0))
+    ours = Adam(nets[0].parameters(), lr=1e-2, weight_decay=1e-3)
+    ref = torch.optim.Adam(nets[1].parameters(), lr=1e-2, weight_decay=1e-3, fused=True)
+    for i in range(25):
+        for net, opt in ((nets[0], ours), (nets[1], ref)):
+            loss = torch.nn.functional.cross_entropy(net(x[i * 16 : i * 16 + 64]), y[i * 16 : i * 16 + 64])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        assert torch.equal(a, b)
+    state = ours.state_dict()
+    fresh = Adam(nets[0].parameters(), lr=1e-2)
+    fresh.load_state_dict(state)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.exp_avg_sqs, ours.exp_avg_sqs, strict=True))

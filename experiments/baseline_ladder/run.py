@@ -268,6 +268,8 @@ def run_sb3(algo: str, seed: int, threads: int) -> dict[str, Any]:
     from rl_lab.envs import env_info
     from rl_lab.evaluate import evaluate
 
+    import torch._dynamo  # noqa: F401  torch.optim imports it on first use (1-3 s): an import, so outside the clock
+
     torch.set_num_threads(threads)  # the same as the rl-lab rungs get
 
     class RaceCallback(BaseCallback):
