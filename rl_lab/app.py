@@ -144,8 +144,6 @@ def _resume_config(config: Config) -> tuple[Config, Path]:
             f"resume={config.resume!r}: {saved} not found. Give the run dir of an interrupted rl-lab run "
             "(the folder that holds metrics.json and .hydra/)."
         )
-    from hydra.utils import instantiate  # noqa: F401  (keeps OmegaConf plugins registered)
-
     base = OmegaConf.structured(Config)
     original = OmegaConf.to_object(OmegaConf.merge(base, OmegaConf.load(saved)))
     assert isinstance(original, Config)

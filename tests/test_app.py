@@ -133,6 +133,8 @@ def test_bad_input_exits_2_with_one_paragraph_and_no_traceback(cli, tmp_path, ov
 
 
 def test_missing_and_corrupt_checkpoint(cli, tmp_path):
+    proc = cli(entry="rl_lab.eval")
+    assert proc.returncode == 2 and "checkpoint is not set" in proc.stderr and "Traceback" not in proc.stderr
     proc = cli("checkpoint=nope.pt", entry="rl_lab.eval")
     assert proc.returncode == 2 and "checkpoint='nope.pt'" in proc.stderr and "Traceback" not in proc.stderr
     (tmp_path / "bad.pt").write_bytes(b"garbage")
