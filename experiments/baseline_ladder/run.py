@@ -260,6 +260,7 @@ def run_sb3(algo: str, seed: int, threads: int) -> dict[str, Any]:
     """Rungs 5-6: SB3 PPO / DQN with the Zoo hyperparameters, an eval callback, a final 100-episode eval."""
     import numpy as np
     import torch
+    import torch._dynamo  # noqa: F401  torch.optim imports it on first use (1-3 s): an import, so outside the clock
     from stable_baselines3 import DQN, PPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
@@ -267,8 +268,6 @@ def run_sb3(algo: str, seed: int, threads: int) -> dict[str, Any]:
 
     from rl_lab.envs import env_info
     from rl_lab.evaluate import evaluate
-
-    import torch._dynamo  # noqa: F401  torch.optim imports it on first use (1-3 s): an import, so outside the clock
 
     torch.set_num_threads(threads)  # the same as the rl-lab rungs get
 

@@ -1,0 +1,146 @@
+"""The original recipe as one plain script, written the way the seed blog post did it (ported to gymnasium + torch).
+
+Used by ``run.py`` as the end-to-end baseline (run as a subprocess, so its wall time includes the
+interpreter start-up and the imports). It imports nothing from rl_lab on purpose.
+
+What it does, step for step like the blog script:
+
+1. 10,000 random games in ONE ``gym.make("CartPole-v1")`` env, ``random.randrange(2)`` actions,
+   a per-step Python list append of ``[observation, action]`` (every step is recorded, the first
+   one included: the blog paired each action with the previous observation and lost the first
+   step), ``env.reset()`` per game, and the game's steps are kept if its score is >= 50 (one-hot
+   targets, as the blog built them).
+2. The blog's network: 128-256-512-256-128, ReLU, dropout 0.2 (tflearn keep-prob 0.8), softmax
+   output; Adam at the recipe's lr 2.33e-4 (the same value rl-lab's default uses), cross-entropy,
+   5 epochs, batch 64, with a plain ``DataLoader``; it trains on all the kept data (no validation).
+3. 10 games in one env, one forward per step on a batch of 1, argmax; prints the average score
+   and the action balance ("choice 0: x%  choice 1: y%").
+
+Usage: ``python experiments/benchmarks/seed_script.py [--seed 0]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from collections import Counter
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+LR = 2.33e-4
+GOAL_STEPS = 500
+SCORE_REQUIREMENT = 50
+INITIAL_GAMES = 10_000
+
+
+def initial_population(env: gym.Env, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random games; keep every step of the games that scored >= SCORE_REQUIREMENT."""
+    training_data = []
+    scores = []
+    accepted_scores = []
+    env.reset(seed=seed)
+    for _ in range(INITIAL_GAMES):
+        score = 0.0
+        game_memory = []
+        observation, _ = env.reset()
+        for _ in range(GOAL_STEPS):
+            action = random.randrange(0, 2)
+            game_memory.append([observation, action])
+            observation, reward, terminated, truncated, _ = env.step(action)
+            score += reward
+            if terminated or truncated:
+                break
+        if score >= SCORE_REQUIREMENT:
+            accepted_scores.append(score)
+            for data in game_memory:
+                if data[1] == 1:
+                    output = [0, 1]
+                elif data[1] == 0:
+                    output = [1, 0]
+                training_data.append([data[0], output])
+        scores.append(score)
+    print("Average accepted score:", sum(accepted_scores) / max(len(accepted_scores), 1))
+    print("Median score for accepted scores:", float(np.median(accepted_scores)) if accepted_scores else None)
+    print(Counter(accepted_scores).most_common(5))
+    x = np.array([i[0] for i in training_data], dtype=np.float32)
+    y = np.array([i[1] for i in training_data])
+    return x, y
+
+
+def neural_network_model(input_size: int) -> nn.Module:
+    """The blog's tflearn network, in torch."""
+    layers: list[nn.Module] = []
+    width = input_size
+    for h in (128, 256, 512, 256, 128):
+        layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(0.2)]
+        width = h
+    layers.append(nn.Linear(width, 2))  # softmax is inside CrossEntropyLoss / argmax
+    return nn.Sequential(*layers)
+
+
+def train_model(x: np.ndarray, y: np.ndarray) -> nn.Module:
+    model = neural_network_model(input_size=x.shape[1])
+    targets = torch.from_numpy(y.argmax(axis=1)).long()  # one-hot -> class index
+    loader = DataLoader(TensorDataset(torch.from_numpy(x), targets), batch_size=64, shuffle=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    loss_fn = nn.CrossEntropyLoss()
+    for epoch in range(5):
+        model.train()
+        total, correct, n = 0.0, 0, 0
+        for xb, yb in loader:
+            optimizer.zero_grad()
+            logits = model(xb)
+            loss = loss_fn(logits, yb)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(yb)
+            correct += (logits.argmax(1) == yb).sum().item()
+            n += len(yb)
+        print(f"epoch {epoch + 1}: loss {total / n:.4f}  acc {correct / n:.3f}")
+    return model
+
+
+def play(env: gym.Env, model: nn.Module, games: int = 10) -> None:
+    model.eval()
+    scores = []
+    choices = []
+    with torch.no_grad():
+        for _ in range(games):
+            score = 0.0
+            game_memory = []
+            observation, _ = env.reset()
+            for _ in range(GOAL_STEPS):
+                action = int(model(torch.from_numpy(observation).reshape(1, -1)).argmax(1).item())
+                choices.append(action)
+                new_observation, reward, terminated, truncated, _ = env.step(action)
+                game_memory.append([new_observation, action])
+                observation = new_observation
+                score += reward
+                if terminated or truncated:
+                    break
+            scores.append(score)
+    print("Average Score:", sum(scores) / len(scores))
+    share0, share1 = choices.count(0) / len(choices), choices.count(1) / len(choices)
+    print(f"choice 0: {100 * share0:.1f}%  choice 1: {100 * share1:.1f}%")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    env = gym.make("CartPole-v1")
+    x, y = initial_population(env, args.seed)
+    print(f"training samples: {len(x)}  torch threads: {torch.get_num_threads()}")
+    model = train_model(x, y)
+    play(env, model)
+    env.close()
+
+
+if __name__ == "__main__":
+    main()
