@@ -102,7 +102,8 @@ def collect(
     n_envs = venv.num_envs
     obs_dim = int(venv.single_observation_space.shape[0])
     ring_len = max_steps + chunk + 1
-    obs_ring = np.empty((ring_len, n_envs, obs_dim), dtype=np.float32)  # (T, N, obs_dim)
+    # (T, obs_dim, N): the native envs hand out observations feature-major, so a step's copy is contiguous
+    obs_ring = np.empty((ring_len, obs_dim, n_envs), dtype=np.float32)
     act_ring = np.empty((ring_len, n_envs), dtype=np.int64)
     rew_ring = np.empty((ring_len, n_envs), dtype=np.float64)
     done_ring = np.zeros((ring_len, n_envs), dtype=bool)
@@ -126,9 +127,9 @@ def collect(
         if uniform:  # the random behaviour does not look at observations: draw the chunk's actions at once
             act_ring[rows] = behaviour.integers(0, n_actions, size=(chunk, n_envs))
         for r in rows:
-            obs_ring[r] = obs
+            obs_ring[r] = obs.T
             if not uniform:
-                act_ring[r] = behaviour(obs_ring[r])
+                act_ring[r] = behaviour(np.asarray(obs, dtype=np.float32))
             obs, rew_ring[r], terminated, truncated, _ = venv.step(act_ring[r])
             np.logical_or(terminated, truncated, out=done_ring[r])
         t += chunk
@@ -149,7 +150,7 @@ def collect(
         if sel.any():
             rows_sel = np.repeat(sel, ep_len)
             t_sel, e_sel = flat_t[rows_sel], flat_e[rows_sel]
-            blocks.append((ids[sel], ep_len[sel], obs_ring[t_sel, e_sel], act_ring[t_sel, e_sel]))
+            blocks.append((ids[sel], ep_len[sel], obs_ring[t_sel, :, e_sel], act_ring[t_sel, e_sel]))
 
     kept, threshold = _select(returns, min_score, top_fraction)
     obs_out, act_out = _assemble(blocks, kept, obs_dim)
