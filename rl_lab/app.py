@@ -73,27 +73,34 @@ def _sigint() -> Iterator[Any]:
             pass
 
 
-def _guard(job: Callable[[Path], Any], out_dir: Path) -> Any:
-    """Run ``job``; turn rl_lab errors and Ctrl-C into a message and an exit code (no traceback)."""
+def _guard(job: Callable[[list[Path]], Any], out_dir: Path, resumable: bool = True) -> Any:
+    """Run ``job``; turn rl_lab errors and Ctrl-C into a message and an exit code (no traceback).
+
+    ``job`` receives ``[run dir]`` and may replace it (a resumed run writes into the original run dir).
+    """
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     full = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    where = [out_dir]
     try:
-        return job(out_dir)
+        return job(where)
     except RLLabError as e:
         if full:
             raise
         print(f"rl-lab: error: {e}", file=sys.stderr)
-        _mark_failed(out_dir, str(e))
+        _mark_failed(where[0], str(e))
         if multirun:  # let the sweep go on; rl-lab-report flags the job
             return None
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         if full:
             raise
-        print(
-            f"rl-lab: interrupted; the last complete checkpoint is in {out_dir}. Resume with: rl-lab resume={out_dir}",
-            file=sys.stderr,
-        )
+        out = where[0]
+        if resumable:
+            last = out / "policy_last.pt"
+            kept = f"last complete checkpoint: {last}" if last.is_file() else "no training epoch had completed yet"
+            print(f"rl-lab: interrupted ({kept}). Resume with: rl-lab resume={out}", file=sys.stderr)
+        else:
+            print("rl-lab-eval: interrupted.", file=sys.stderr)
         sys.exit(130)
 
 
@@ -118,12 +125,14 @@ def _main(cfg: DictConfig) -> float | None:
     """Collect, train and evaluate; return the metric a sweep optimises."""
     out_dir = Path(HydraConfig.get().runtime.output_dir)
 
-    def job(out: Path) -> float | None:
+    def job(where: list[Path]) -> float | None:
         from rl_lab.pipeline import run
 
         config = to_config(cfg)
+        out = where[0]
         if config.resume:
             config, out = _resume_config(config)
+            where[0] = out
         _setup_job(config)
         with _sigint() as flag:
             metrics = run(config, out, stop=flag)
@@ -156,13 +165,14 @@ def _play(cfg: DictConfig) -> float | None:
     """Evaluate (and optionally render) a saved policy without retraining."""
     out_dir = Path(HydraConfig.get().runtime.output_dir)
 
-    def job(out: Path) -> float | None:
+    def job(where: list[Path]) -> float | None:
         from rl_lab.envs import env_info
         from rl_lab.pipeline import EVAL, evaluate_policy, format_eval
         from rl_lab.policy import load_policy
         from rl_lab.tracking import Tracker
         from rl_lab.utils import derive_seed, resolve_device, seed_everything, write_json
 
+        out = where[0]
         config = to_config(cfg, training=False)
         if not config.checkpoint:
             raise ConfigError(
@@ -201,7 +211,7 @@ def _play(cfg: DictConfig) -> float | None:
         log.info(format_eval(summary, report.seconds))
         return summary["score_mean"]
 
-    return _guard(job, out_dir)
+    return _guard(job, out_dir, resumable=False)
 
 
 def main() -> None:

@@ -70,7 +70,7 @@ def test_ctrl_c_during_training_saves_and_resume_is_bit_identical(tmp_path):
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert time.time() - t0 < 10  # "about a second" on a quiet machine; loose bound for loaded CI
-    assert "Traceback" not in stderr and f"rl-lab resume={out}" in stderr
+    assert "Traceback" not in stderr and f"rl-lab resume={out}" in stderr and "last complete checkpoint" in stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "interrupted"
     _, payload = load_policy(out / "policy_last.pt")
