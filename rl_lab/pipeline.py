@@ -96,9 +96,8 @@ def run(cfg: Config, out_dir: str | Path, stop: StopFlag | None = None) -> dict[
             elites = [load_dataset(paths.round_dir(j) / "dataset.npz") for j in range(first_round)]
     try:
         for k in range(first_round, cfg.rounds):
-            rdir = paths.round_dir(k)
             figures, policy, report, opt_state = _round(
-                cfg, info, k, rdir, policy, opt_state, elites, tracker, device, stop, resume
+                cfg, info, k, paths, policy, opt_state, elites, tracker, device, stop, resume
             )
             figures["elapsed_seconds"] = time.perf_counter() - t_start  # from the start of round 0
             metrics["rounds"].append(figures)
@@ -106,7 +105,7 @@ def run(cfg: Config, out_dir: str | Path, stop: StopFlag | None = None) -> dict[
             metrics["total_seconds"] = time.perf_counter() - t_start
             if cfg.rounds > 1:
                 tracker.scalars(_round_scalars(figures), k)
-            reached = cfg.stop_score is not None and report.summary()["score_mean"] >= cfg.stop_score
+            reached = cfg.stop_score is not None and figures["eval"]["score_mean"] >= cfg.stop_score
             if reached and metrics.get("solve_seconds") is None:
                 metrics["solve_seconds"] = figures["elapsed_seconds"]
             write_json(out / "metrics.json", metrics)  # a progress snapshot after every round
@@ -146,7 +145,7 @@ def _round(
     cfg: Config,
     info: EnvInfo,
     k: int,
-    rdir: Path,
+    paths: RunPaths,
     prev: MLPPolicy | None,
     prev_opt: dict[str, Any] | None,
     elites: list[Dataset],
@@ -156,6 +155,7 @@ def _round(
     resume: dict[str, Any] | None,
 ) -> tuple[dict[str, Any], MLPPolicy, EvalReport, dict[str, Any] | None]:
     """One round: collect (or reuse), filter, train, evaluate. Returns its figures, policy and report."""
+    rdir = paths.round_dir(k)
     rdir.mkdir(parents=True, exist_ok=True)
     # --- collect -----------------------------------------------------------------------------
     ds, cfig = _collect_stage(cfg, info, k, rdir, prev, stop)
@@ -186,7 +186,7 @@ def _round(
         tracker.scalars(figs, k * epochs + epoch)
         save_policy(
             policy,
-            rdir.parent / "policy_last.pt" if cfg.rounds > 1 else rdir / "policy_last.pt",
+            paths.root / "policy_last.pt",
             info.id,
             {"round": k, "epoch": state.epoch, "train_state": asdict(state)},
         )

@@ -32,7 +32,9 @@ from rl_lab.utils import atomic_path
 log = logging.getLogger(__name__)
 
 ActFn = Callable[[np.ndarray], np.ndarray]
-"""A batched policy: observations ``(B, obs_dim)`` float32 -> actions ``(B,)`` int64."""
+"""A batched policy: observations ``(B, obs_dim)`` float32 -> actions ``(B,)`` int64.
+
+The same alias as :data:`rl_lab.policy.ActFn`, declared here so that importing this module does not import torch."""
 
 _HEADLESS_DRIVERS = ("dummy", "offscreen")
 # GIF frame delays are stored in 1/100 s; browsers (and TensorBoard's <img>) replace delays of

@@ -17,11 +17,11 @@ import numpy as np
 class Tracker:
     """A thin wrapper over ``torch.utils.tensorboard.SummaryWriter`` writing into ``<run dir>/tb``."""
 
-    def __init__(self, log_dir: str | Path, purge_step: int | None = None) -> None:
+    def __init__(self, log_dir: str | Path) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.log_dir = Path(log_dir)
-        self.writer = SummaryWriter(str(self.log_dir), purge_step=purge_step)
+        self.writer = SummaryWriter(str(self.log_dir))
 
     def scalars(self, figures: dict[str, float | int | None], step: int) -> None:
         """Log each finite number of ``figures`` under its (namespaced) key."""
