@@ -138,13 +138,17 @@ class FastCartPoleVectorEnv(VectorEnv[npt.NDArray[np.float32], npt.NDArray[np.in
         self.high = 0.05
 
         self.single_action_space = spaces.Discrete(2)
-        self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.single_observation_space = spaces.Box(-high, high, dtype=np.float32)
-        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
 
         self.steps_beyond_terminated = None
 
-        n = self.num_envs
+        self._spaces: dict[str, tuple[int, spaces.Space]] = {}
+        self._full_num_envs = self.num_envs
+        self._allocate(self.num_envs)
+
+    def _allocate(self, n: int) -> None:
+        """(Re)allocate every per-environment buffer for ``n`` environments (state zeroed)."""
+        self.num_envs = n
         # Rows 0-3: the persistent state, in the same (4, n) float64 C-contiguous layout as the
         # original's; row 4: cos(theta), right after theta_dot so that one np.square covers both.
         self._ext = np.zeros((5, n), dtype=np.float64)
@@ -165,7 +169,7 @@ class FastCartPoleVectorEnv(VectorEnv[npt.NDArray[np.float32], npt.NDArray[np.in
         self._coef_mid = np.empty((2, n), dtype=np.float64)  # length, gravity
         self._limits = np.empty((2, n), dtype=np.float64)  # x_threshold, theta_threshold_radians
         self._force_table = np.empty(2, dtype=np.float64)  # -force_mag, +force_mag
-        self._constants: tuple[float, ...] | None = None  # the values the arrays above were filled with
+        self._constants: tuple[float, ...] | None = None  # the values the arrays above were filled with (None: refill)
         # Returned buffers, overwritten by every call. The observation is returned as the
         # transpose of a (4, n) float32 array: shape (n, 4), Fortran-contiguous, which is exactly
         # the layout of the original's ``state.T.astype(np.float32)``.
@@ -197,6 +201,22 @@ class FastCartPoleVectorEnv(VectorEnv[npt.NDArray[np.float32], npt.NDArray[np.in
             oob[0],  # |x| > x_threshold
             oob[1],  # |theta| > theta_threshold_radians
         )
+
+    @property
+    def action_space(self) -> spaces.Space:  # type: ignore[override]
+        """The batched action space of the current ``num_envs`` (built on first use: narrow() changes it)."""
+        return self._batched("action", self.single_action_space)
+
+    @property
+    def observation_space(self) -> spaces.Space:  # type: ignore[override]
+        """The batched observation space of the current ``num_envs``."""
+        return self._batched("observation", self.single_observation_space)
+
+    def _batched(self, kind: str, single: spaces.Space) -> spaces.Space:
+        cached = self._spaces.get(kind)
+        if cached is None or cached[0] != self.num_envs:
+            cached = self._spaces[kind] = (self.num_envs, batch_space(single, self.num_envs))
+        return cached[1]
 
     def _refresh_constants(self) -> None:
         """Refill the constant arrays if a physics attribute changed (read each step, as the original does)."""
@@ -240,6 +260,8 @@ class FastCartPoleVectorEnv(VectorEnv[npt.NDArray[np.float32], npt.NDArray[np.in
             :meth:`step` or :meth:`reset` overwrites; copy it to keep it.
         """
         super().reset(seed=seed)
+        if self.num_envs != self._full_num_envs:  # narrowed by narrow(): every environment comes back
+            self._allocate(self._full_num_envs)
         # Note that custom reset bounds may lead to out-of-bound states/observations.
         self.low, self.high = utils.maybe_parse_reset_bounds(options, -0.05, 0.05)
         self._state[...] = self.np_random.uniform(low=self.low, high=self.high, size=(4, self.num_envs))
@@ -249,6 +271,35 @@ class FastCartPoleVectorEnv(VectorEnv[npt.NDArray[np.float32], npt.NDArray[np.in
         self.prev_done.fill(False)
         np.copyto(self._obs_t, self._state, casting="same_kind")
         return self._obs_t.T, {}
+
+    def narrow(self, keep: npt.ArrayLike) -> None:
+        """Keep only the environments ``keep`` (indices into the current ones) until the next :meth:`reset`.
+
+        The kept environments carry on exactly as they would have (state, step counts and pending
+        autoresets move with them), now as environments ``0 .. len(keep) - 1`` in the given order;
+        ``num_envs`` and the batched spaces shrink to match. The dropped ones stop costing anything.
+        The collector uses this to stop stepping sub-environments that have gone idle at the tail
+        of a collection. One caveat: the autoreset draws are shared by all environments, so an
+        environment that is kept while it has an autoreset pending (it ended on the last step)
+        receives a different initial state than it would have had among the dropped ones.
+        :meth:`reset` brings back all ``num_envs`` environments given to the constructor.
+
+        Args:
+            keep: 1-D integer indices of the environments to keep, each in ``[0, num_envs)``.
+
+        Raises:
+            RuntimeError: if :meth:`reset` was never called.
+            IndexError: if an index is out of range.
+        """
+        if self.state is None:
+            raise RuntimeError("Call reset before using narrow method.")
+        keep = np.asarray(keep, dtype=np.intp)
+        state, steps, prev_done = self._state[:, keep], self.steps[keep], self.prev_done[keep]
+        self._allocate(keep.size)  # new buffers; the constant arrays are refilled by the next step
+        self._state[...] = state
+        self.state = self._state
+        self.steps[...] = steps
+        self.prev_done[...] = prev_done
 
     def step(
         self, action: npt.ArrayLike

@@ -13,13 +13,21 @@ How the bookkeeping works (written once, here):
   is ``t + 2``.
 - **Every step is recorded**, the first one included (the original blog script paired each
   action with the previous observation and so dropped the first step of every episode).
-- **Streaming.** Steps go into a ring buffer of ``max_steps + chunk + 1`` rows per sub-env. Every
-  ``chunk`` steps the episodes that ended are found in one vectorized pass, scored, filtered and
-  (if kept) gathered out of the ring. With ``min_score`` only kept steps are ever stored, so memory
-  does not grow with the number of episodes; ``top_fraction`` needs every episode's steps until
-  the end (memory grows with the total number of steps).
-- The loop stops once every started episode has ended; idle sub-envs do at most ``chunk - 1`` steps
-  of wasted work after the last episode ends, plus the tail of the longest remaining episode.
+- **Streaming.** Observations and actions go into a ring buffer of ``max_steps + chunk + 1`` rows
+  per sub-env. At most every ``chunk`` steps (a *pass*) the episodes that ended are found in one
+  vectorized pass, filtered and (if kept) gathered out of the ring. Returns are summed as the
+  episode plays, in float64 and in step order. With ``min_score`` only kept steps are ever stored,
+  so memory does not grow with the number of episodes; ``top_fraction`` needs every episode's
+  steps until the end (memory grows with the total number of steps).
+- **Idle tail.** Once every episode has started, a sub-env that ends its episode has nothing left
+  to do. Envs that can ``narrow()`` (rl_lab's CartPole) drop their idle sub-envs: a pass ends
+  early once a quarter of the stepped sub-envs have ended, and when at least half are idle the
+  rest are moved to the front (ring columns included) and only they are stepped from then on.
+  Narrowing changes no result: uniform actions are drawn for all the original sub-envs, a policy
+  behaviour sees all the original rows (its rows are independent), and no sub-env is narrowed
+  while its autoreset draw is pending (the draw is shared). ``tests/test_collect.py`` checks the
+  data against gymnasium's CartPoleVectorEnv, which steps every sub-env to the end. Other envs
+  step their idle sub-envs until the last episode ends (at most ``chunk - 1`` steps more).
 """
 
 from __future__ import annotations
@@ -99,58 +107,98 @@ def collect(
     if (min_score is None) == (top_fraction is None):
         raise ValueError("give exactly one of min_score / top_fraction")
     t_begin = time.perf_counter()
-    n_envs = venv.num_envs
+    obs, _ = venv.reset(seed=seed)
+    n_full = n = venv.num_envs  # n: sub-envs still stepped (the first n columns of the arrays below)
     obs_dim = int(venv.single_observation_space.shape[0])
+    n_actions = int(venv.single_action_space.n)
     ring_len = max_steps + chunk + 1
     # (T, obs_dim, N): the native envs hand out observations feature-major, so a step's copy is contiguous
-    obs_ring = np.empty((ring_len, obs_dim, n_envs), dtype=np.float32)
-    act_ring = np.empty((ring_len, n_envs), dtype=np.int64)
-    rew_ring = np.empty((ring_len, n_envs), dtype=np.float64)
-    done_ring = np.zeros((ring_len, n_envs), dtype=bool)
-    n_actions = int(venv.single_action_space.n)
+    obs_ring = np.empty((ring_len, obs_dim, n_full), dtype=np.float32)
+    act_ring = np.empty((ring_len, n_full), dtype=np.min_scalar_type(n_actions - 1))
+    # Per pass (at most ``chunk`` steps): which sub-envs ended at each step, and the return of the
+    # episode so far, accumulated in float64 in step order (the same sum as adding them one by one).
+    done_buf = np.zeros((chunk, n_full), dtype=bool)
+    ret_buf = np.zeros((chunk, n_full), dtype=np.float64)
+    score = np.zeros(n_full, dtype=np.float64)  # each sub-env's running return (0 on NEXT_STEP reset steps)
     uniform = isinstance(behaviour, np.random.Generator)
+    narrow = getattr(venv, "narrow", None)
+    live = np.arange(n_full)  # the original index of each stepped sub-env
+    obs_full = np.zeros((n_full, obs_dim), dtype=np.float32)  # the behaviour's input once narrowed
 
-    env_ep = np.where(np.arange(n_envs) < episodes, np.arange(n_envs), -1)  # episode in each sub-env, -1 idle
-    env_start = np.zeros(n_envs, dtype=np.int64)  # its first row (absolute step index)
-    started, finished = min(n_envs, episodes), 0
+    env_ep = np.where(np.arange(n_full) < episodes, np.arange(n_full), -1)  # episode in each sub-env, -1 idle
+    env_start = np.zeros(n_full, dtype=np.int64)  # its first row (absolute step index)
+    started, finished = min(n_full, episodes), 0
     returns = np.zeros(episodes, dtype=np.float64)
     lengths = np.zeros(episodes, dtype=np.int64)
     blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # (ids, lengths, obs, actions)
+    draws = live_draws = np.empty((0, 0), dtype=np.int64)
 
-    obs, _ = venv.reset(seed=seed)
-    t = 0
+    t = env_steps = 0
     while finished < episodes:
         if should_stop is not None and should_stop():
             raise KeyboardInterrupt
         t0 = t
-        rows = np.arange(t0, t0 + chunk) % ring_len
-        if uniform:  # the random behaviour does not look at observations: draw the chunk's actions at once
-            act_ring[rows] = behaviour.integers(0, n_actions, size=(chunk, n_envs))
-        for r in rows:
-            obs_ring[r] = obs.T
-            if not uniform:
-                act_ring[r] = behaviour(np.asarray(obs, dtype=np.float32))
-            obs, rew_ring[r], terminated, truncated, _ = venv.step(act_ring[r])
-            np.logical_or(terminated, truncated, out=done_ring[r])
-        t += chunk
-        ev_t, ev_e = np.nonzero(done_ring[rows])  # done events in step order, then env order
-        ev_t += t0
+        # Once every episode has started, each done event idles a sub-env: end the pass early when
+        # a quarter of the stepped sub-envs may have gone idle, so that narrow() can drop them.
+        early = narrow is not None and started == episodes
+        dones = 0
+        while True:
+            r = t % ring_len
+            obs_ring[r, :, :n] = obs.T
+            action = act_ring[r, :n]
+            if uniform:  # drawn a chunk at a time for all sub-envs, so narrowing never changes the stream
+                if t % chunk == 0:
+                    draws = _uniform_actions(behaviour, n_actions, (chunk, n_full), act_ring.dtype)
+                    live_draws = draws if n == n_full else draws[:, live]
+                action[...] = live_draws[t % chunk]
+            elif n == n_full:
+                action[...] = behaviour(np.asarray(obs, dtype=np.float32))
+            else:  # the behaviour sees every sub-env, as without narrowing (its rows are independent)
+                obs_full[live] = obs
+                action[...] = behaviour(obs_full)[live]
+            obs, reward, terminated, truncated, _ = venv.step(action)
+            i = t - t0
+            done, ret, sc = done_buf[i, :n], ret_buf[i, :n], score[:n]
+            np.logical_or(terminated, truncated, out=done)
+            np.add(sc, reward, out=ret)
+            np.copyto(sc, ret)
+            np.copyto(sc, 0.0, where=done)
+            t += 1
+            if t % chunk == 0:
+                break
+            if early:
+                dones += int(np.count_nonzero(done))
+                if 4 * dones >= n:
+                    break
+        env_steps += (t - t0) * n
+        ev_i, ev_e = np.nonzero(done_buf[: t - t0, :n])  # done events in step order, then env order
         keep_ev = env_ep[ev_e] >= 0
-        ev_t, ev_e = ev_t[keep_ev], ev_e[keep_ev]
-        if ev_t.size == 0:
+        ev_i, ev_e = ev_i[keep_ev], ev_e[keep_ev]
+        if ev_i.size == 0:
             continue
-        ids, starts, ends, envs, started = _episode_ends(ev_t, ev_e, env_ep, env_start, started, episodes)
-        ep_len = ends - starts + 1
-        flat_t = _ranges(starts, ep_len) % ring_len  # every row of every ended episode
-        flat_e = np.repeat(envs, ep_len)
-        ep_ret = np.add.reduceat(rew_ring[flat_t, flat_e], np.cumsum(ep_len) - ep_len)
+        ep_ret = ret_buf[ev_i, ev_e]
+        ev_t = ev_i + t0
+        ids, starts, ends, envs, started, order = _episode_ends(
+            ev_t, ev_e, env_ep[:n], env_start[:n], started, episodes
+        )
+        ep_len, ep_ret = ends - starts + 1, ep_ret[order]
         returns[ids], lengths[ids] = ep_ret, ep_len
         finished += ids.size
-        sel = ep_ret >= min_score if min_score is not None else np.ones(ids.size, dtype=bool)
-        if sel.any():
-            rows_sel = np.repeat(sel, ep_len)
-            t_sel, e_sel = flat_t[rows_sel], flat_e[rows_sel]
+        sel = np.flatnonzero(ep_ret >= min_score) if min_score is not None else np.arange(ids.size)
+        if sel.size:
+            t_sel = _ranges(starts[sel], ep_len[sel]) % ring_len  # every row of every kept episode
+            e_sel = np.repeat(envs[sel], ep_len[sel])
             blocks.append((ids[sel], ep_len[sel], obs_ring[t_sel, :, e_sel], act_ring[t_sel, e_sel]))
+        if narrow is not None and started == episodes and finished < episodes:
+            keep = np.flatnonzero(env_ep[:n] >= 0)
+            # Only when no kept sub-env awaits its autoreset (its draw is shared with the dropped ones).
+            if 2 * keep.size <= n and not np.any(env_start[keep] > t):
+                _narrow_rings(keep, (obs_ring, act_ring), int(env_start[keep].min()), t, ring_len)
+                env_ep[: keep.size], env_start[: keep.size] = env_ep[keep], env_start[keep]
+                score[: keep.size] = score[keep]
+                live, obs, n = live[keep], obs[keep], keep.size
+                narrow(keep)
+                live_draws = draws[:, live] if uniform and draws.size else live_draws
 
     kept, threshold = _select(returns, min_score, top_fraction)
     obs_out, act_out = _assemble(blocks, kept, obs_dim)
@@ -162,13 +210,32 @@ def collect(
         kept=kept,
         meta={"threshold": threshold, "min_score": min_score, "top_fraction": top_fraction, "seed": seed},
     )
-    stats = CollectStats(env_steps=t * n_envs, useful_steps=int(lengths.sum()), seconds=time.perf_counter() - t_begin)
+    stats = CollectStats(env_steps=env_steps, useful_steps=int(lengths.sum()), seconds=time.perf_counter() - t_begin)
     return dataset, stats
+
+
+def _narrow_rings(keep: np.ndarray, rings: tuple[np.ndarray, ...], first: int, t: int, ring_len: int) -> None:
+    """Move columns ``keep`` of the rows ``first .. t - 1`` (mod ``ring_len``) of each ring to its first columns."""
+    a, b = first % ring_len, t % ring_len
+    spans = [(a, b)] if a < b else [(a, ring_len), (0, b)]
+    for ring in rings:
+        for lo, hi in spans:
+            block = ring[lo:hi]
+            block[..., : keep.size] = np.take(block, keep, axis=-1)
+
+
+def _uniform_actions(rng: np.random.Generator, n_actions: int, shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
+    """Uniform random actions in ``[0, n_actions)``: for a power of two up to 256, masked raw random bytes (exact, fast)."""
+    if n_actions <= 256 and n_actions & (n_actions - 1) == 0:
+        size = shape[0] * shape[1]
+        raw = rng.bit_generator.random_raw(-(-size // 8)).view(np.uint8)[:size]
+        return (raw & np.uint8(n_actions - 1)).reshape(shape).astype(dtype, copy=False)
+    return rng.integers(0, n_actions, size=shape, dtype=dtype)
 
 
 def _episode_ends(
     ev_t: np.ndarray, ev_e: np.ndarray, env_ep: np.ndarray, env_start: np.ndarray, started: int, episodes: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
     """Turn the done events of one chunk into ended episodes, and start the next ones (in place).
 
     Events come in step order. The k-th event hands out episode id ``started + k`` while the budget
@@ -176,29 +243,34 @@ def _episode_ends(
     any later event of that sub-env is ignored.
 
     Returns:
-        ``(ids, starts, ends, envs, started)`` of the episodes that ended, and the new ``started``.
+        ``(ids, starts, ends, envs, started, index)`` of the episodes that ended, the new ``started``,
+        and for each ended episode the index of its event among the given ones.
     """
-    k = np.arange(ev_t.size)
     budget = episodes - started
-    new_id = np.where(k < budget, started + k, -1)
-    valid = k < budget
-    n_new = int(valid.sum())
-    tail = np.flatnonzero(~valid)
-    if tail.size:
-        _, first = np.unique(ev_e[tail], return_index=True)
-        valid[tail[first]] = True
-    ev_t, ev_e, new_id = ev_t[valid], ev_e[valid], new_id[valid]
-
-    order = np.lexsort((ev_t, ev_e))  # group by env, in step order within each env
-    t_s, e_s, nid_s = ev_t[order], ev_e[order], new_id[order]
-    same = np.r_[False, e_s[1:] == e_s[:-1]]  # not this env's first event of the chunk
+    # Group by env, in step order within each env (the events come in step order, the sort is
+    # stable; on 16-bit keys numpy's stable sort is a radix sort). order[j] is the step-order
+    # index of the j-th grouped event, which is also its rank among the done events.
+    key = ev_e.astype(np.uint16) if ev_e.size and ev_e.max() < 2**16 else ev_e
+    order = np.argsort(key, kind="stable")
+    e_s = ev_e[order]
+    same = np.empty(order.size, dtype=bool)  # not this env's first event of the chunk
+    same[:1] = False
+    np.equal(e_s[1:], e_s[:-1], out=same[1:])
+    is_tail = order >= budget  # events after the budget ran out; only each env's first one counts
+    drop = is_tail & same
+    drop[1:] &= is_tail[:-1]
+    if drop.any():  # a sub-env's later tail events are a suffix of its group: dropping them keeps `same`
+        order, e_s, same = order[~drop], e_s[~drop], same[~drop]
+    t_s = ev_t[order]
+    nid_s = np.where(order < budget, started + order, -1)
+    n_new = min(budget, ev_t.size)
     ids = np.where(same, np.r_[-1, nid_s[:-1]], env_ep[e_s])
     starts = np.where(same, np.r_[0, t_s[:-1]] + 2, env_start[e_s])  # +2: skip the NEXT_STEP reset step
 
     last = np.r_[~same[1:], True]  # each env's last event of the chunk
     env_ep[e_s[last]] = nid_s[last]
     env_start[e_s[last]] = t_s[last] + 2
-    return ids, starts, t_s, e_s, started + n_new
+    return ids, starts, t_s, e_s, started + n_new, order
 
 
 def _select(returns: np.ndarray, min_score: float | None, top_fraction: float | None) -> tuple[np.ndarray, float]:

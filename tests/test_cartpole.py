@@ -200,3 +200,33 @@ def test_errors() -> None:
         env.step(np.zeros(3, dtype=np.float32))
     with pytest.raises(NotImplementedError):
         env.render()
+
+
+def test_narrow_keeps_the_chosen_envs_running_as_before_until_reset() -> None:
+    """The kept sub-envs carry on bit for bit as in the full env (until their next autoreset); reset restores all."""
+    full, narrow = FastCartPoleVectorEnv(num_envs=40), FastCartPoleVectorEnv(num_envs=40)
+    full.reset(seed=3)
+    narrow.reset(seed=3)
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        a = rng.integers(0, 2, size=40)
+        full.step(a)
+        narrow.step(a)
+    keep = np.flatnonzero(~full.prev_done)[::3]  # no autoreset pending: their next draws are not shared
+    narrow.narrow(keep)
+    assert narrow.num_envs == keep.size
+    assert narrow.action_space.shape == (keep.size,) and narrow.observation_space.shape == (keep.size, 4)
+    ended = np.zeros(keep.size, dtype=bool)
+    for step in range(200):
+        a = rng.integers(0, 2, size=40)
+        f_obs, f_rew, f_term, f_trunc, _ = full.step(a)
+        n_obs, n_rew, n_term, n_trunc, _ = narrow.step(a[keep])
+        live = ~ended  # compare each kept env up to and including the step it ends
+        for name, f, n in (("obs", f_obs, n_obs), ("reward", f_rew, n_rew), ("term", f_term, n_term)):
+            np.testing.assert_array_equal(n[live], f[keep][live], err_msg=f"{name} at step {step}")
+        np.testing.assert_array_equal(n_trunc[live], f_trunc[keep][live])
+        ended |= n_term | n_trunc
+    assert ended.all()
+    obs, _ = narrow.reset(seed=5)
+    assert narrow.num_envs == 40 and obs.shape == (40, 4)
+    np.testing.assert_array_equal(obs, CartPoleVectorEnv(num_envs=40).reset(seed=5)[0])

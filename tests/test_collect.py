@@ -135,3 +135,24 @@ def test_random_cartpole_statistics_match_the_known_figures():
     assert 300 < ds.kept_episodes < 450
     assert abs(ds.action_balance(2)[1] - 0.5) < 0.02
     assert stats.env_steps - stats.useful_steps < 0.5 * stats.env_steps  # idle tail is bounded
+
+
+@pytest.mark.parametrize("behaviour", ["generator", "act_fn"])
+@pytest.mark.parametrize("num_envs, episodes", [(64, 300), (500, 500), (1000, 3000)])
+def test_narrowing_idle_sub_envs_changes_nothing(behaviour, num_envs, episodes):
+    """rl_lab's CartPole drops idle sub-envs at the tail (narrow); gymnasium's steps them all. Same data."""
+    import gymnasium as gym
+
+    def run(venv):
+        rng = np.random.default_rng(4)
+        act = rng if behaviour == "generator" else random_act_fn(2, rng)
+        return collect(venv, act, episodes, max_steps=500, seed=9, min_score=25)
+
+    native, native_stats = run(make_vec_env("CartPole-v1", num_envs, 500))
+    plain, plain_stats = run(gym.make_vec("CartPole-v1", num_envs=num_envs, vectorization_mode="vector_entry_point"))
+    assert native_stats.env_steps < plain_stats.env_steps  # idle sub-envs were dropped
+    np.testing.assert_array_equal(native.episode_returns, plain.episode_returns)
+    np.testing.assert_array_equal(native.episode_lengths, plain.episode_lengths)
+    np.testing.assert_array_equal(native.obs, plain.obs)
+    np.testing.assert_array_equal(native.actions, plain.actions)
+    assert native.kept_episodes > 0
