@@ -225,7 +225,7 @@ def _narrow_rings(keep: np.ndarray, rings: tuple[np.ndarray, ...], first: int, t
 
 
 def _uniform_actions(rng: np.random.Generator, n_actions: int, shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
-    """Uniform random actions in ``[0, n_actions)``: for a power of two up to 256, masked raw random bytes (exact, fast)."""
+    """Uniform random actions in ``[0, n_actions)``; a power of two up to 256 masks raw random bytes (exact, fast)."""
     if n_actions <= 256 and n_actions & (n_actions - 1) == 0:
         size = shape[0] * shape[1]
         raw = rng.bit_generator.random_raw(-(-size // 8)).view(np.uint8)[:size]
