@@ -1,4 +1,4 @@
-"""A faster, bit-for-bit identical drop-in for gymnasium's vectorised CartPole.
+"""A faster drop-in for gymnasium's vectorised CartPole: bit for bit identical in float64, or in float32.
 
 Why this module exists: :class:`gymnasium.envs.classic_control.cartpole.CartPoleVectorEnv` is
 already vectorised with NumPy, but every ``step`` allocates about twenty temporary arrays (one
@@ -15,6 +15,14 @@ float64 with the same ``(4, num_envs)`` layout, and the random reset draws use t
 gymnasium's bit for bit for the same seed and actions (``tests/test_cartpole.py`` checks it, and
 the float64 state, at every step of thousands, with autoresets, truncations and the
 Sutton-Barto reward).
+
+``dtype=np.float32`` runs the very same kernel, operation for operation, on float32 buffers (the
+reset draws are the same float64 draws, rounded). ``np.sin`` and ``np.cos`` are then SIMD calls
+(about 7x faster than float64's), and a step is 1.4x faster at 1,000 environments and 2.3x at
+10,000. Trajectories agree with gymnasium's to float32 rounding and drift apart only after the
+unstable pole has amplified the rounding: random episodes (about 22 steps) nearly all end at the
+same step, and long episodes differ step by step but not in distribution (gymnax's JAX CartPole
+also runs in float32).
 
 Speed: about 1.9x gymnasium's steps per second at 1,000 environments and 1.5x at 10,000 (2-core
 Xeon, NumPy 2.4). What is left is mostly ``np.sin`` and ``np.cos`` (about 45% of a step at
@@ -72,7 +80,7 @@ class FastCartPoleVectorEnv(VectorEnv[npt.NDArray[np.float32], npt.NDArray[np.in
     ``kinematics_integrator``, ...) are read on every step, so changing them takes effect.
 
     Attributes:
-        state: the float64 state of shape ``(4, num_envs)`` (rows x, x_dot, theta, theta_dot),
+        state: the float64 (or float32) state of shape ``(4, num_envs)`` (rows x, x_dot, theta, theta_dot),
             ``None`` before the first :meth:`reset`. Updated in place.
         steps: int32 step count of each environment's current episode.
         prev_done: bool, which environments ended on the last step (reset on the next one).
@@ -90,6 +98,7 @@ class FastCartPoleVectorEnv(VectorEnv[npt.NDArray[np.float32], npt.NDArray[np.in
         max_episode_steps: int = 500,
         render_mode: str | None = None,
         sutton_barto_reward: bool = False,
+        dtype: npt.DTypeLike = np.float64,
     ) -> None:
         """Create the environments; call :meth:`reset` before :meth:`step`.
 
@@ -98,9 +107,10 @@ class FastCartPoleVectorEnv(VectorEnv[npt.NDArray[np.float32], npt.NDArray[np.in
             max_episode_steps: episodes are truncated after this many steps.
             render_mode: must be ``None``; rendering is not supported.
             sutton_barto_reward: reward -1 on termination and 0 otherwise, instead of +1 per step.
+            dtype: arithmetic of the physics: ``np.float64`` (bitwise gymnasium's) or ``np.float32`` (faster).
 
         Raises:
-            ValueError: if ``render_mode`` is not ``None`` or ``num_envs < 1``.
+            ValueError: if ``render_mode`` is not ``None``, ``num_envs < 1`` or ``dtype`` is another type.
         """
         if render_mode is not None:
             raise ValueError(
@@ -109,6 +119,9 @@ class FastCartPoleVectorEnv(VectorEnv[npt.NDArray[np.float32], npt.NDArray[np.in
             )
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs!r}.")
+        self._dtype = np.dtype(dtype)
+        if self._dtype not in (np.float64, np.float32):
+            raise ValueError(f"dtype must be float64 or float32, got {self._dtype}.")
 
         self._sutton_barto_reward = sutton_barto_reward
 
@@ -151,7 +164,7 @@ class FastCartPoleVectorEnv(VectorEnv[npt.NDArray[np.float32], npt.NDArray[np.in
         self.num_envs = n
         # Rows 0-3: the persistent state, in the same (4, n) float64 C-contiguous layout as the
         # original's; row 4: cos(theta), right after theta_dot so that one np.square covers both.
-        self._ext = np.zeros((5, n), dtype=np.float64)
+        self._ext = np.zeros((5, n), dtype=self._dtype)
         self._state = self._ext[:4]
         self.state: np.ndarray | None = None
         self.steps = np.zeros(n, dtype=np.int32)
@@ -160,15 +173,15 @@ class FastCartPoleVectorEnv(VectorEnv[npt.NDArray[np.float32], npt.NDArray[np.in
         # (then gravity * sin(theta) - cos(theta) * temp); after the integration rows 0-1 hold |x|
         # and |theta|. deriv rows: force, xacc, a temporary, thetaacc; for the integration rows 0
         # and 2 then receive x_dot and theta_dot, making deriv the state's time derivative.
-        self._work = np.empty((3, n), dtype=np.float64)
-        self._deriv = np.empty((4, n), dtype=np.float64)
+        self._work = np.empty((3, n), dtype=self._dtype)
+        self._deriv = np.empty((4, n), dtype=self._dtype)
         self._out_of_bounds = np.empty((2, n), dtype=np.bool_)
         # Per-row constants as full arrays: multiplying two rows by two different scalars is then
         # one contiguous ufunc call instead of two (broadcasting a (2, 1) column is slower still).
-        self._coef_sq = np.empty((2, n), dtype=np.float64)  # polemass_length, masspole
-        self._coef_mid = np.empty((2, n), dtype=np.float64)  # length, gravity
-        self._limits = np.empty((2, n), dtype=np.float64)  # x_threshold, theta_threshold_radians
-        self._force_table = np.empty(2, dtype=np.float64)  # -force_mag, +force_mag
+        self._coef_sq = np.empty((2, n), dtype=self._dtype)  # polemass_length, masspole
+        self._coef_mid = np.empty((2, n), dtype=self._dtype)  # length, gravity
+        self._limits = np.empty((2, n), dtype=self._dtype)  # x_threshold, theta_threshold_radians
+        self._force_table = np.empty(2, dtype=self._dtype)  # -force_mag, +force_mag
         self._constants: tuple[float, ...] | None = None  # the values the arrays above were filled with (None: refill)
         # Returned buffers, overwritten by every call. The observation is returned as the
         # transpose of a (4, n) float32 array: shape (n, 4), Fortran-contiguous, which is exactly

@@ -19,6 +19,7 @@ RENDER_MODES = ("none", "human", "video")
 VIDEO_FORMATS = ("mp4", "gif")
 BEHAVIOURS = ("random", "policy")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("float32", "float64")
 
 
 @dataclass
@@ -26,7 +27,8 @@ class EnvConfig:
     """Which environment, and how many copies run side by side."""
 
     id: str | None = "CartPole-v1"  # any gymnasium id with a Discrete action space and a flat Box observation
-    num_envs: int = 1000  # sub-envs of the vector env (collection; evaluation uses min(num_envs, episodes))
+    num_envs: int = 2000  # sub-envs of the vector env (collection; evaluation uses min(num_envs, episodes))
+    precision: str = "float32"  # float32 | float64: arithmetic of rl_lab's CartPole (float64 = gymnasium's bit for bit)
 
 
 @dataclass
@@ -140,6 +142,7 @@ def validate(cfg: Config, *, training: bool = True) -> Config:
         ``cfg`` itself, for chaining.
     """
     _choice("device", cfg.device, DEVICES)
+    _choice("env.precision", cfg.env.precision, PRECISIONS)
     if cfg.threads is not None:
         _positive_int("threads", cfg.threads, "the number of torch threads")
     if training and not cfg.env.id:

@@ -92,13 +92,15 @@ def env_info(env_id: str) -> EnvInfo:
     return EnvInfo(env_id, obs_dim, n_actions, spec.max_episode_steps, spec.reward_threshold, fps)
 
 
-def make_vec_env(env_id: str, num_envs: int, max_steps: int | None) -> VectorEnv:
+def make_vec_env(env_id: str, num_envs: int, max_steps: int | None, *, precision: str = "float32") -> VectorEnv:
     """Build a vector env of ``num_envs`` sub-envs whose episodes are truncated at ``max_steps``.
 
     Args:
         env_id: a gymnasium id.
         num_envs: number of sub-envs.
         max_steps: truncation limit; ``None`` keeps the env's own.
+        precision: arithmetic of rl_lab's native CartPole kernel, ``"float32"`` (faster) or
+            ``"float64"`` (gymnasium's CartPoleVectorEnv bit for bit); other envs run gymnasium's code.
 
     Returns:
         A NEXT_STEP-autoreset vector env (not yet reset).
@@ -111,7 +113,9 @@ def make_vec_env(env_id: str, num_envs: int, max_steps: int | None) -> VectorEnv
         from rl_lab.cartpole import FastCartPoleVectorEnv
 
         limit = max_steps if max_steps is not None else spec.max_episode_steps
-        venv: VectorEnv = FastCartPoleVectorEnv(num_envs=num_envs, max_episode_steps=limit or 500)
+        venv: VectorEnv = FastCartPoleVectorEnv(
+            num_envs=num_envs, max_episode_steps=limit or 500, dtype=np.dtype(precision)
+        )
     else:
         mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
         try:

@@ -73,6 +73,7 @@ def evaluate(
     seed: int,
     reward_threshold: float | None = None,
     should_stop: Callable[[], bool] | None = None,
+    precision: str = "float32",
 ) -> EvalReport:
     """Play ``episodes`` episodes batched over ``min(num_envs, episodes)`` sub-envs.
 
@@ -86,13 +87,14 @@ def evaluate(
         seed: reset seed.
         reward_threshold: score that counts as a success (``None``: no success rate).
         should_stop: polled every 64 steps; True raises :class:`KeyboardInterrupt`.
+        precision: arithmetic of rl_lab's native CartPole (see :func:`rl_lab.envs.make_vec_env`).
 
     Returns:
         An :class:`EvalReport`; episodes are ordered by sub-env, then by play order.
     """
     t_begin = time.perf_counter()
     n = min(num_envs, episodes)
-    venv = make_vec_env(env_id, n, max_steps)
+    venv = make_vec_env(env_id, n, max_steps, precision=precision)
     targets = per_env_budgets(episodes, n)
     counts = np.zeros(n, dtype=np.int64)
     score = np.zeros(n, dtype=np.float64)

@@ -273,7 +273,7 @@ def _collect_stage(
         else:
             behaviour = act_fn(prev, greedy=False, temperature=c.temperature, rng=rng, device="cpu")
             prev.to("cpu")
-        venv = make_vec_env(info.id, min(cfg.env.num_envs, c.episodes), c.max_steps)
+        venv = make_vec_env(info.id, min(cfg.env.num_envs, c.episodes), c.max_steps, precision=cfg.env.precision)
         try:
             ds, stats = collect(
                 venv,
@@ -367,6 +367,7 @@ def evaluate_policy(
             seed=seed,
             reward_threshold=info.reward_threshold,
             should_stop=stop,
+            precision=cfg.env.precision,
         )
     report = merge_reports(
         rendered,

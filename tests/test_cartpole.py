@@ -230,3 +230,43 @@ def test_narrow_keeps_the_chosen_envs_running_as_before_until_reset() -> None:
     obs, _ = narrow.reset(seed=5)
     assert narrow.num_envs == 40 and obs.shape == (40, 4)
     np.testing.assert_array_equal(obs, CartPoleVectorEnv(num_envs=40).reset(seed=5)[0])
+
+
+def test_float32_kernel_is_the_same_physics_to_float32_rounding() -> None:
+    """dtype=float32: from the same state, every step agrees with gymnasium's float64 step to float32 rounding."""
+    reference = CartPoleVectorEnv(num_envs=256)
+    fast = FastCartPoleVectorEnv(num_envs=256, dtype=np.float32)
+    reference.reset(seed=1)
+    fast.reset(seed=1)
+    rng = np.random.default_rng(2)
+    flips = steps = 0
+    for _ in range(400):
+        fast.state = reference.state.astype(np.float32)  # the same starting point every step
+        fast.steps[...] = reference.steps
+        fast.prev_done[...] = reference.prev_done
+        action = rng.integers(0, 2, size=256)
+        exp_obs, exp_rew, exp_term, exp_trunc, _ = reference.step(action)
+        obs, rew, term, trunc, _ = fast.step(action)
+        assert obs.dtype == np.float32 and fast.state.dtype == np.float32
+        np.testing.assert_allclose(obs, exp_obs, rtol=2e-6, atol=2e-7)
+        np.testing.assert_array_equal(rew, exp_rew)
+        np.testing.assert_array_equal(trunc, exp_trunc)
+        flips += np.count_nonzero(term != exp_term)  # only a state within rounding of a threshold can flip
+        steps += np.count_nonzero(exp_term)
+    assert steps > 3000 and flips <= 2
+
+
+def test_float32_random_episodes_mostly_end_at_the_same_step() -> None:
+    """Short random episodes: the float32 kernel's drift rarely reaches a termination decision."""
+    lengths = {}
+    for dtype in (np.float64, np.float32):
+        env = FastCartPoleVectorEnv(num_envs=500, dtype=dtype)
+        env.reset(seed=0)
+        rng = np.random.default_rng(0)
+        first_end = np.zeros(500, dtype=np.int64)
+        for t in range(1, 200):
+            _, _, term, trunc, _ = env.step(rng.integers(0, 2, size=500))
+            first_end = np.where((first_end == 0) & (term | trunc), t, first_end)
+        lengths[dtype] = first_end
+    assert (lengths[np.float64] > 0).all()
+    assert np.mean(lengths[np.float32] == lengths[np.float64]) >= 0.98

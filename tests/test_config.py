@@ -76,6 +76,7 @@ BAD = [
     ("evaluator.render=window", "evaluator.render"),
     ("evaluator.video_format=avi", "evaluator.video_format"),
     ("device=tpu", "device"),
+    ("env.precision=float16", "env.precision"),
     ("rounds=0", "rounds"),
     ("collector.behaviour=expert", "collector.behaviour"),
     ("collector.temperature=0", "collector.temperature"),
