@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,6 +161,40 @@ def fit(
     Returns:
         Per-epoch losses and accuracies (``train/*`` and ``val/*``).
     """
+    with _flush_denormals():
+        return _fit(policy, obs, actions, cfg, seed, device, on_epoch, resume, optimizer_state, should_stop)
+
+
+@contextmanager
+def _flush_denormals() -> Iterator[None]:
+    """Treat denormal floats as zero on CPU while training, then restore the previous mode.
+
+    As TensorFlow does on CPU by default. Adam's moments and the activations of a small MLP drift
+    into the denormal range as training goes on, and every operation on a denormal is microcoded:
+    without this the recipe's epochs slow down from 1.15 s to 1.72 s by the fifth (measured on
+    the 2-core Xeon). Values below 1.2e-38 become 0, far below anything that changes a result.
+    """
+    was_on = torch.tensor([1e-39]).mul(1.0).item() == 0.0  # torch has no getter: probe it
+    supported = torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if supported and not was_on:
+            torch.set_flush_denormal(False)
+
+
+def _fit(
+    policy: MLPPolicy,
+    obs: np.ndarray,
+    actions: np.ndarray,
+    cfg: TrainerConfig,
+    seed: int,
+    device: str,
+    on_epoch: Callable[[int, dict[str, float], TrainState], None] | None,
+    resume: TrainState | None,
+    optimizer_state: dict[str, Any] | None,
+    should_stop: Callable[[], bool] | None,
+) -> TrainResult:
     t_begin = time.perf_counter()
     train_idx, val_idx = split(len(actions), cfg.val_fraction, seed)
     x = torch.from_numpy(np.ascontiguousarray(obs, dtype=np.float32)).to(device)  # (S, obs_dim)
@@ -246,7 +280,6 @@ def _progress(enabled: bool, total: int) -> Any:
     """A rich progress bar on a TTY, nothing otherwise. Yields ``advance(n)``."""
     if not (enabled and sys.stderr.isatty() and total > 0):
         return nullcontext(lambda n: None)
-    from contextlib import contextmanager
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 

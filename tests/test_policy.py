@@ -50,6 +50,33 @@ def test_dropout_matches_nn_dropout_statistics():
     assert torch.equal(drop.eval()(y), y)
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh", "elu", "gelu", "leaky_relu", "silu"])
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_training_forward_and_hand_written_backward_match_autograd(activation, dropout):
+    """MLPPolicy's training path (one autograd node) = autograd through nn.Sequential, same masks."""
+    import copy
+
+    torch.manual_seed(0)
+    fused = MLPPolicy(5, 3, [16, 32, 8], activation, dropout).train()
+    plain = copy.deepcopy(fused)
+    for net in (fused, plain):
+        rng = np.random.default_rng(7)  # one generator per net, drawn layer by layer (as fit() does)
+        for m in net.modules():
+            if isinstance(m, Dropout):
+                m.rng = rng
+    x = torch.randn(40, 5, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    y = torch.randint(0, 3, (40,))
+    logits_fused, logits_plain = fused(x), plain.net(x2)
+    assert torch.equal(logits_fused, logits_plain)  # the same kernels, in the same order
+    nn.functional.cross_entropy(logits_fused, y).backward()
+    nn.functional.cross_entropy(logits_plain, y).backward()
+    for (name, a), b in zip(fused.named_parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-7, msg=name)
+        assert a.grad.abs().sum() > 0, name
+    torch.testing.assert_close(x.grad, x2.grad, rtol=1e-5, atol=1e-7)
+
+
 def test_save_load_gives_identical_outputs(tmp_path):
     torch.manual_seed(1)
     net = MLPPolicy(6, 3, [32, 16], "elu", 0.2).eval()

@@ -100,3 +100,21 @@ def test_adam_is_torch_fused_adam_bit_for_bit():
     fresh = Adam(nets[0].parameters(), lr=1e-2)
     fresh.load_state_dict(state)
     assert all(torch.equal(a, b) for a, b in zip(fresh.exp_avg_sqs, ours.exp_avg_sqs, strict=True))
+
+
+def test_fit_flushes_denormals_only_while_it_runs():
+    def flushing() -> bool:
+        return torch.tensor([1e-39]).mul(1.0).item() == 0.0
+
+    assert not flushing()
+    seen = []
+    obs, actions = np.zeros((64, 4), dtype=np.float32), np.zeros(64, dtype=np.int64)
+    fit(
+        MLPPolicy(4, 2, [8]),
+        obs,
+        actions,
+        TrainerConfig(epochs=1, progress=False),
+        seed=0,
+        on_epoch=lambda *_: seen.append(flushing()),
+    )
+    assert seen == [True] and not flushing()

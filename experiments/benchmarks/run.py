@@ -530,12 +530,30 @@ def recipe_dataset(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return ds.obs, ds.actions
 
 
+def plain_mlp(seed: int) -> nn.Sequential:
+    """The recipe's MLP as a tutorial writes it, with rl_lab's initial weights for ``seed`` (same init per rep)."""
+    torch.manual_seed(seed)
+    init = MLPPolicy(4, 2, HIDDEN, "relu", 0.2).state_dict()
+    layers: list[nn.Module] = []
+    width = 4
+    for h in HIDDEN:
+        layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(0.2)]
+        width = h
+    layers.append(nn.Linear(width, 2))
+    model = nn.Sequential(*layers)
+    model.load_state_dict({k.removeprefix("net."): v for k, v in init.items()})
+    return model
+
+
 def plain_train(
     obs: np.ndarray, actions: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, seed: int, epochs: int = 5
 ) -> dict[str, Any]:
-    """A plain PyTorch loop: DataLoader(TensorDataset), Adam with defaults, CrossEntropyLoss, per-epoch validation."""
-    torch.manual_seed(seed)
-    model = MLPPolicy(4, 2, HIDDEN, "relu", 0.2)
+    """A plain PyTorch loop: DataLoader(TensorDataset), Adam with defaults, CrossEntropyLoss, per-epoch validation.
+
+    The model is the recipe's MLP written the plain way, ``nn.Sequential`` of ``nn.Linear``, ``nn.ReLU``
+    and ``nn.Dropout(0.2)``, starting from the same initial weights as rl_lab's for this seed.
+    """
+    model = plain_mlp(seed)
     t0 = time.perf_counter()
     x, y = torch.from_numpy(obs[train_idx]), torch.from_numpy(actions[train_idx])
     xv, yv = torch.from_numpy(obs[val_idx]), torch.from_numpy(actions[val_idx])
