@@ -95,6 +95,7 @@ class Config:
     rounds: int = 1  # >1: the cross-entropy method (round k collects with round k-1's policy)
     stop_score: float | None = None  # stop the rounds once the evaluation mean reaches this
     weight_histograms: bool = False  # log weight histograms to TensorBoard after each round
+    plots: bool = False  # also draw report.png next to report.md (needs the plots extra: matplotlib, about 1 s)
     optimized_metric: str | None = "eval/score_mean"  # returned to Hydra sweepers (Optuna)
     checkpoint: str | None = None  # rl-lab-eval: the policy.pt to evaluate
     resume: str | None = None  # continue an interrupted run from its run dir

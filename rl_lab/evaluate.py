@@ -111,7 +111,13 @@ def evaluate(
             active = (counts < targets) & ~resetting
             if should_stop is not None and step % 64 == 0 and should_stop():
                 raise KeyboardInterrupt
-            actions = np.asarray(act(np.asarray(obs, dtype=np.float32)))
+            # The policy only sees the sub-envs still playing (a finished one's action is ignored).
+            playing = np.flatnonzero(counts < targets)
+            if playing.size == n:
+                actions = np.asarray(act(np.asarray(obs, dtype=np.float32)))
+            else:
+                actions = np.zeros(n, dtype=np.int64)
+                actions[playing] = act(np.ascontiguousarray(obs[playing], dtype=np.float32))
             action_counts += np.bincount(actions[active], minlength=n_actions)[:n_actions]
             obs, reward, terminated, truncated, _ = venv.step(actions)
             score += np.where(active, reward, 0.0)

@@ -79,6 +79,10 @@ def run(cfg: Config, out_dir: str | Path, stop: StopFlag | None = None) -> dict[
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     info = env_info(cfg.env.id)
+    if cfg.plots:
+        from rl_lab.summary import check_plots_available
+
+        check_plots_available()
     resume = _read_resume(out) if cfg.resume else None
     tracker = Tracker(out / "tb")
     tracker.config_table(flatten(asdict(cfg)))
@@ -137,7 +141,7 @@ def run(cfg: Config, out_dir: str | Path, stop: StopFlag | None = None) -> dict[
     tracker.close()
     from rl_lab.summary import write_run_report
 
-    write_run_report(out, metrics, report, first_dataset=paths.round_dir(0) / "dataset.npz")
+    write_run_report(out, metrics, report, first_dataset=paths.round_dir(0) / "dataset.npz", plots=cfg.plots)
     return metrics
 
 

@@ -174,8 +174,7 @@ def compose_config(values: dict) -> Config:
 
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(values=OVERRIDES)
-def test_fuzzed_configs_run_or_fail_with_a_config_error(tmp_path_factory, monkeypatch, values):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # plots are tested elsewhere; here they only cost time
+def test_fuzzed_configs_run_or_fail_with_a_config_error(tmp_path_factory, values):
     out = tmp_path_factory.mktemp("fuzz")
     config = compose_config(values)
     try:

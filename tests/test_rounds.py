@@ -10,6 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from rl_lab.config import CollectorConfig, Config, EnvConfig, EvaluatorConfig, PolicyConfig, TrainerConfig
 from rl_lab.data import load_dataset
+from rl_lab.errors import ConfigError
 from rl_lab.pipeline import run
 
 
@@ -88,15 +89,21 @@ def test_accumulate_trains_on_all_rounds_elites(tmp_path):
     assert metrics["rounds"][1]["train"]["samples"] == metrics["rounds"][1]["collect"]["samples"]
 
 
-def test_report_md_with_and_without_matplotlib(tmp_path, monkeypatch, caplog):
-    run(bandit_config(rounds=2), tmp_path / "with")
+def test_report_md_always_report_png_with_plots_true(tmp_path, monkeypatch):
+    cfg = bandit_config(rounds=2)
+    cfg.plots = True
+    run(cfg, tmp_path / "with")
     text = (tmp_path / "with" / "report.md").read_text()
     assert "## Rounds" in text and "![report.png](report.png)" in text
     assert (tmp_path / "with" / "report.png").read_bytes()[:4] == b"\x89PNG"
-    import sys
+    run(bandit_config(rounds=1), tmp_path / "default")  # plots=false: no matplotlib at all
+    assert (tmp_path / "default" / "report.md").is_file() and not (tmp_path / "default" / "report.png").exists()
+    assert "report.png" not in (tmp_path / "default" / "report.md").read_text()
 
-    monkeypatch.setitem(sys.modules, "matplotlib", None)
-    with caplog.at_level("INFO"):
-        run(bandit_config(rounds=1), tmp_path / "without")
-    assert (tmp_path / "without" / "report.md").is_file() and not (tmp_path / "without" / "report.png").exists()
-    assert any("matplotlib is not installed" in r.message for r in caplog.records)
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"plots=true .*pip install -e \"\.\[plots\]\""):
+        run(cfg, tmp_path / "missing")  # refused before any work, not after the run
+    assert not (tmp_path / "missing" / "metrics.json").exists()
