@@ -10,7 +10,7 @@ Start it through a forking shell (``sh -c '"$@"; exit $?' sh python memory_child
 ``run.py`` does: a process spawned straight from a big parent inherits the parent's high-water RSS
 in ``ru_maxrss``.
 
-Usage: ``python experiments/benchmarks/memory_child.py --episodes 1000000 --num-envs 1000 --seed 0``
+Usage: ``python experiments/benchmarks/memory_child.py --episodes 1000000 --num-envs 2000 --seed 0``
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def main() -> None:
     after_imports = peak_rss_mb()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=1_000_000)
-    parser.add_argument("--num-envs", type=int, default=1000)
+    parser.add_argument("--num-envs", type=int, default=2000)  # rl_lab's default env.num_envs
     parser.add_argument("--max-steps", type=int, default=500)
     parser.add_argument("--min-score", type=float, default=50.0)
     parser.add_argument("--seed", type=int, default=0)

@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from rl_lab.app import _setup_job
 from rl_lab.collect import collect
-from rl_lab.config import Config, TrainerConfig
+from rl_lab.config import Config, EnvConfig, TrainerConfig
 from rl_lab.envs import make_vec_env
 from rl_lab.evaluate import evaluate
 from rl_lab.policy import MLPPolicy, act_fn
@@ -52,7 +52,16 @@ EPISODES = 10_000
 MAX_STEPS = 500
 MIN_SCORE = 50.0
 HIDDEN = [128, 256, 512, 256, 128]
-RAW_ENV_STEPS = 400_000  # raw stepping: about the env steps rl_lab's collector computes at N = 1000
+RAW_ENV_STEPS = 400_000  # raw stepping: a little more than the env steps rl_lab's collector computes
+DEFAULT_NUM_ENVS, DEFAULT_PRECISION = EnvConfig().num_envs, EnvConfig().precision
+# (num_envs, precision) of the collection runs: rl_lab's default first (it carries the targets), then extras:
+# float64 (bit for bit gymnasium's arithmetic), and fewer / more sub-envs.
+COLLECT_SETUPS = (
+    (DEFAULT_NUM_ENVS, DEFAULT_PRECISION),
+    (DEFAULT_NUM_ENVS, "float64"),
+    (1000, DEFAULT_PRECISION),
+    (10_000, DEFAULT_PRECISION),
+)
 
 Row = dict[str, Any]
 
@@ -253,9 +262,11 @@ def seed_loop_collect(seed: int, episodes: int = EPISODES) -> tuple[np.ndarray, 
     return x, y, steps
 
 
-def rl_lab_collect(seed: int, num_envs: int, episodes: int = EPISODES) -> dict[str, Any]:
+def rl_lab_collect(
+    seed: int, num_envs: int, precision: str = DEFAULT_PRECISION, episodes: int = EPISODES
+) -> dict[str, Any]:
     t0 = time.perf_counter()
-    venv = make_vec_env(ENV_ID, num_envs, MAX_STEPS)
+    venv = make_vec_env(ENV_ID, num_envs, MAX_STEPS, precision=precision)
     ds, st = collect(venv, np.random.default_rng(seed), episodes, max_steps=MAX_STEPS, seed=seed, min_score=MIN_SCORE)
     seconds = time.perf_counter() - t0
     venv.close()
@@ -287,13 +298,17 @@ def gym_raw(seed: int, num_envs: int) -> dict[str, Any]:
     return raw_stepping(venv, num_envs, seed)
 
 
-def fast_raw(seed: int, num_envs: int) -> dict[str, Any]:
-    venv = make_vec_env(ENV_ID, num_envs, MAX_STEPS)
+def fast_raw(seed: int, num_envs: int, precision: str = DEFAULT_PRECISION) -> dict[str, Any]:
+    venv = make_vec_env(ENV_ID, num_envs, MAX_STEPS, precision=precision)
     assert type(venv).__name__ == "FastCartPoleVectorEnv", type(venv)
     return raw_stepping(venv, num_envs, seed)
 
 
-def bench_collection(reps: int, sizes: tuple[int, ...] = (1000, 2000, 500)) -> tuple[list[Row], dict[str, Any]]:
+def bench_collection(
+    reps: int, setups: tuple[tuple[int, str], ...] = COLLECT_SETUPS
+) -> tuple[list[Row], dict[str, Any]]:
+    """The first (num_envs, precision) setup is rl_lab's default and carries the targets; the others are extras."""
+
     def seed_loop(rep: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         x, _, steps = seed_loop_collect(rep)
@@ -301,11 +316,12 @@ def bench_collection(reps: int, sizes: tuple[int, ...] = (1000, 2000, 500)) -> t
         return {"seconds": seconds, "useful_steps": steps, "useful_steps_per_s": steps / seconds, "samples": len(x)}
 
     contenders: list[tuple[str, Callable[[int], dict[str, Any]]]] = [("seed_loop", seed_loop)]
-    for n in sizes:
+    for n in dict.fromkeys(n for n, _ in setups):
+        contenders.append((f"gym_raw_N{n}", lambda rep, n=n: gym_raw(rep, n)))
+    for n, prec in setups:
         contenders += [
-            (f"rl_lab_N{n}", lambda rep, n=n: rl_lab_collect(rep, n)),
-            (f"gym_raw_N{n}", lambda rep, n=n: gym_raw(rep, n)),
-            (f"fast_raw_N{n}", lambda rep, n=n: fast_raw(rep, n)),
+            (f"rl_lab_N{n}_{prec}", lambda rep, n=n, prec=prec: rl_lab_collect(rep, n, prec)),
+            (f"fast_raw_N{n}_{prec}", lambda rep, n=n, prec=prec: fast_raw(rep, n, prec)),
         ]
     log("collection: warm-up (one untimed call each, seed loop on 1,000 games)")
     seed_loop_collect(12345, episodes=1000)
@@ -317,23 +333,23 @@ def bench_collection(reps: int, sizes: tuple[int, ...] = (1000, 2000, 500)) -> t
     base_t = stats([r["seconds"] for r in runs["seed_loop"]])
     base_sps = stats([r["useful_steps_per_s"] for r in runs["seed_loop"]])
     rows: list[Row] = []
-    for i, n in enumerate(sizes):
-        extra = "" if i == 0 else " (extra)"
-        rl = runs[f"rl_lab_N{n}"]
+    for i, (n, prec) in enumerate(setups):
+        what = f"N={n}, {prec}" + (" (rl_lab's default)" if i == 0 else " (extra)")
+        rl = runs[f"rl_lab_N{n}_{prec}"]
         rl_t = stats([r["seconds"] for r in rl])
         rl_sps = stats([r["useful_steps_per_s"] for r in rl])
         raw_sps = stats([r["steps_per_s"] for r in runs[f"gym_raw_N{n}"]])
-        fast_sps = stats([r["steps_per_s"] for r in runs[f"fast_raw_N{n}"]])
+        fast_sps = stats([r["steps_per_s"] for r in runs[f"fast_raw_N{n}_{prec}"]])
         util = rl_sps["median"] / raw_sps["median"]
         util_best = rl_sps["max"] / raw_sps["max"]
         rows.append(
             speedup_row(
-                f"collect 10k random episodes, N={n}{extra} vs seed loop (time)", rl_t, base_t, 100 if i == 0 else None
+                f"collect 10k random episodes, {what} vs seed loop (time)", rl_t, base_t, 100 if i == 0 else None
             )
         )
         rows.append(
             row(
-                f"collect, N={n}{extra}: rl_lab useful steps/s vs gym CartPoleVectorEnv raw steps/s",
+                f"collect, {what}: rl_lab useful steps/s vs gym CartPoleVectorEnv raw steps/s",
                 fmt_rate(rl_sps),
                 fmt_rate(raw_sps),
                 util,
@@ -346,7 +362,7 @@ def bench_collection(reps: int, sizes: tuple[int, ...] = (1000, 2000, 500)) -> t
         fast_ratio = fast_sps["median"] / raw_sps["median"]
         rows.append(
             row(
-                f"raw stepping, N={n} (extra): rl_lab FastCartPoleVectorEnv vs gym CartPoleVectorEnv",
+                f"raw stepping, N={n} (extra): rl_lab FastCartPoleVectorEnv ({prec}) vs gym CartPoleVectorEnv",
                 fmt_rate(fast_sps),
                 fmt_rate(raw_sps),
                 fast_ratio,
@@ -378,7 +394,14 @@ def bench_collection(reps: int, sizes: tuple[int, ...] = (1000, 2000, 500)) -> t
 
 def bench_memory(episodes: int = 1_000_000) -> tuple[list[Row], dict[str, Any]]:
     log(f"memory: {episodes:,} random episodes in a child process")
-    child = [sys.executable, str(HERE / "memory_child.py"), "--episodes", str(episodes), "--num-envs", "1000"]
+    child = [
+        sys.executable,
+        str(HERE / "memory_child.py"),
+        "--episodes",
+        str(episodes),
+        "--num-envs",
+        str(DEFAULT_NUM_ENVS),
+    ]
     # Started through a shell that forks it (rather than exec'ing it): Linux carries the high-water RSS of
     # the process that exec's into a new program over into ru_maxrss, and a child spawned straight from this
     # (300+ MB) process would report this process's peak, not its own. A small sh in between resets it.
@@ -524,7 +547,7 @@ def bench_evaluation(reps: int, episodes: int = 100, seed: int = 7) -> tuple[lis
 
 
 def recipe_dataset(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    venv = make_vec_env(ENV_ID, 1000, MAX_STEPS)
+    venv = make_vec_env(ENV_ID, DEFAULT_NUM_ENVS, MAX_STEPS)
     ds, _ = collect(venv, np.random.default_rng(seed), EPISODES, max_steps=MAX_STEPS, seed=seed, min_score=MIN_SCORE)
     venv.close()
     return ds.obs, ds.actions
