@@ -66,21 +66,24 @@ class Dropout(nn.Module):
         return f"p={self.p}"
 
 
+_aten = torch.ops.aten  # OpOverload objects (``.default``) skip the per-call overload lookup of ``torch.ops``
+
+
 def _relu_backward(grad: torch.Tensor, pre: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    return torch.ops.aten.threshold_backward(grad, out, 0)
+    return _aten.threshold_backward.default(grad, out, 0)
 
 
 # activation -> (forward, backward(grad, input, output)), the very aten kernels autograd would run.
 _ACTIVATION_GRADS: dict[str, tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]] = {
     "relu": (torch.relu, _relu_backward),
-    "tanh": (torch.tanh, lambda g, pre, out: torch.ops.aten.tanh_backward(g, out)),
-    "elu": (nn.functional.elu, lambda g, pre, out: torch.ops.aten.elu_backward(g, 1.0, 1, 1, False, pre)),
-    "gelu": (nn.functional.gelu, lambda g, pre, out: torch.ops.aten.gelu_backward(g, pre)),
+    "tanh": (torch.tanh, lambda g, pre, out: _aten.tanh_backward.default(g, out)),
+    "elu": (nn.functional.elu, lambda g, pre, out: _aten.elu_backward.default(g, 1.0, 1, 1, False, pre)),
+    "gelu": (nn.functional.gelu, lambda g, pre, out: _aten.gelu_backward.default(g, pre)),
     "leaky_relu": (
         nn.functional.leaky_relu,
-        lambda g, pre, out: torch.ops.aten.leaky_relu_backward(g, pre, 0.01, False),
+        lambda g, pre, out: _aten.leaky_relu_backward.default(g, pre, 0.01, False),
     ),
-    "silu": (nn.functional.silu, lambda g, pre, out: torch.ops.aten.silu_backward(g, pre)),
+    "silu": (nn.functional.silu, lambda g, pre, out: _aten.silu_backward.default(g, pre)),
 }
 
 
@@ -187,6 +190,9 @@ class MLPPolicy(nn.Module):
             width = h
         layers.append(nn.Linear(width, n_actions))
         self.net = nn.Sequential(*layers)
+        # The training path's view of the layers (plain lists: not registered twice, not in the state dict).
+        self._linears = [m for m in layers if isinstance(m, nn.Linear)]
+        self._dropouts = [m for m in layers if isinstance(m, Dropout)]
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Logits ``(batch, n_actions)`` for observations ``(batch, obs_dim)``.
@@ -196,8 +202,7 @@ class MLPPolicy(nn.Module):
         """
         if not (self.training and torch.is_grad_enabled()):
             return self.net(obs)
-        linears = [m for m in self.net if isinstance(m, nn.Linear)]
-        drops = [m for m in self.net if isinstance(m, Dropout)]
+        linears, drops = self._linears, self._dropouts
         batch = obs.shape[0]
         hidden = linears[:-1]  # a Dropout follows each hidden layer, or none does
         masks: list[torch.Tensor | None] = [None] * len(hidden)

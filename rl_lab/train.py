@@ -232,23 +232,27 @@ def _fit(
         for epoch in range(start_epoch, cfg.epochs):
             policy.train()
             perm = torch.randperm(n, generator=shuffle_rng).to(device)
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), dtype=torch.int64, device=device)
+            xs, ys = x_train[perm], y_train[perm]  # this epoch's order: each batch is a contiguous slice
+            losses: list[torch.Tensor] = []  # per batch, summed once at the end of the epoch
+            outputs: list[torch.Tensor] = []
             for b in range(n_batches):
                 if should_stop is not None and b % 16 == 0 and should_stop():
                     raise KeyboardInterrupt
-                idx = perm[b * bs : (b + 1) * bs]
-                xb, yb = x_train[idx], y_train[idx]  # (B, obs_dim), (B,)
+                xb, yb = xs[b * bs : (b + 1) * bs], ys[b * bs : (b + 1) * bs]  # (B, obs_dim), (B,)
                 logits = policy(xb)
                 loss = loss_fn(logits, yb)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-                with torch.no_grad():
-                    loss_sum += loss.detach() * len(idx)
-                    correct += (logits.argmax(1) == yb).sum()
+                losses.append(loss.detach())
+                outputs.append(logits.detach())
                 advance(1)
-            figures = {"train/loss": float(loss_sum) / max(n, 1), "train/accuracy": float(correct) / max(n, 1)}
+            with torch.no_grad():
+                sizes = torch.full((n_batches,), float(bs), device=device)
+                sizes[-1] = n - bs * (n_batches - 1)
+                loss_sum = float((torch.stack(losses) * sizes).sum()) if n else 0.0
+                correct = int((torch.cat(outputs).argmax(1) == ys).sum()) if n else 0
+            figures = {"train/loss": loss_sum / max(n, 1), "train/accuracy": correct / max(n, 1)}
             figures.update(_validate(policy, x_val, y_val, loss_fn))
             history.append(figures)
             state = TrainState(
