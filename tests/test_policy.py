@@ -75,6 +75,10 @@ def test_training_forward_and_hand_written_backward_match_autograd(activation, d
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-7, msg=name)
         assert a.grad.abs().sum() > 0, name
     torch.testing.assert_close(x.grad, x2.grad, rtol=1e-5, atol=1e-7)
+    fused.eval()
+    plain.eval()
+    with torch.no_grad():  # evaluation: the kernels called directly, bit for bit nn.Sequential's
+        assert torch.equal(fused(x), plain.net(x))
 
 
 def test_save_load_gives_identical_outputs(tmp_path):
