@@ -106,13 +106,14 @@ def evaluate(
         obs, _ = venv.reset(seed=seed)
         step = 0
         while True:
-            if (counts >= targets).all():
+            unfinished = counts < targets
+            if not unfinished.any():
                 break
-            active = (counts < targets) & ~resetting
+            active = unfinished & ~resetting
             if should_stop is not None and step % 64 == 0 and should_stop():
                 raise KeyboardInterrupt
             # The policy only sees the sub-envs still playing (a finished one's action is ignored).
-            playing = np.flatnonzero(counts < targets)
+            playing = np.flatnonzero(unfinished)
             if playing.size == n:
                 actions = np.asarray(act(np.asarray(obs, dtype=np.float32)))
             else:

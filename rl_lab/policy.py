@@ -128,8 +128,7 @@ class _MLPTrainStep(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor):
         _, act_grad = _ACTIVATION_GRADS[ctx.activation]
         tensors = ctx.saved_tensors
-        relu = ctx.activation == "relu"
-        per_layer = 2 if relu else 3
+        per_layer = 2 if ctx.activation == "relu" else 3  # per hidden layer: relu (h, h), others (pre, out, h)
         n_hidden = len(ctx.has_mask)
         n_saved = 1 + per_layer * n_hidden
         saved, rest = tensors[:n_saved], tensors[n_saved:]
@@ -149,10 +148,7 @@ class _MLPTrainStep(torch.autograd.Function):
             if masks[i - 1] is not None:
                 g.mul_(masks[i - 1])
             base = 1 + per_layer * (i - 1)
-            if relu:
-                g = _relu_backward(g, saved[base], saved[base + 1])
-            else:
-                g = act_grad(g, saved[base], saved[base + 1])
+            g = act_grad(g, saved[base], saved[base + 1])
         grad_x = g.mm(params[0]) if ctx.needs_input_grad[0] else None
         return (grad_x, None, None, *grads)
 

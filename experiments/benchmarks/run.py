@@ -5,15 +5,18 @@
 Every comparison runs in this one process (end to end and memory: in subprocesses started from
 it) and alternates the contenders (A, B, A, B, ...), so that a noisy neighbour hurts both alike.
 Each row reports the median, the min-max range and the ratio of the medians. The baselines are
-written here (and in ``seed_script.py``), not taken from rl_lab. Writes ``results/results.json``
+not taken from rl_lab: the blog's collection loop and network come from ``seed_script.py`` (the
+end-to-end baseline, so both use one definition), the rest is written here. Writes ``results/results.json``
 and ``results/results.md`` atomically and prints the same markdown table. See README.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import hashlib
+import io
 import json
 import math
 import os
@@ -33,6 +36,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from seed_script import initial_population, neural_network_model  # the baselines, written once
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -222,43 +226,15 @@ def torch_probe(calls: int = 500) -> dict[str, float]:
 
 
 def seed_loop_collect(seed: int, episodes: int = EPISODES) -> tuple[np.ndarray, np.ndarray, int]:
-    """The blog's loop: one ``gym.make`` env, ``random.randrange`` actions, a list append per step.
-
-    Every step is recorded (the first one included), ``env.reset()`` per game, the game's steps
-    are kept if it scored >= 50, with one-hot targets; at the end the kept pairs become arrays
-    (as the blog's ``train_model`` did). Returns ``(X, y, useful_steps)``.
+    """The blog's loop, ``seed_script.initial_population``: one ``gym.make`` env, ``random.randrange``
+    actions, a list append per step, every step recorded, ``env.reset()`` per game, games scoring
+    >= 50 kept with one-hot targets. Its three summary prints go nowhere. Returns ``(X, y, steps)``.
     """
     random.seed(seed)
     env = gym.make(ENV_ID)
-    env.reset(seed=seed)
-    training_data = []
-    scores = []
-    accepted_scores = []
-    steps = 0
-    for _ in range(episodes):
-        score = 0.0
-        game_memory = []
-        observation, _ = env.reset()
-        for _ in range(MAX_STEPS):
-            action = random.randrange(0, 2)
-            game_memory.append([observation, action])
-            observation, reward, terminated, truncated, _ = env.step(action)
-            score += reward
-            if terminated or truncated:
-                break
-        steps += len(game_memory)
-        if score >= MIN_SCORE:
-            accepted_scores.append(score)
-            for data in game_memory:
-                if data[1] == 1:
-                    output = [0, 1]
-                elif data[1] == 0:
-                    output = [1, 0]
-                training_data.append([data[0], output])
-        scores.append(score)
+    with contextlib.redirect_stdout(io.StringIO()):
+        x, y, steps = initial_population(env, seed, games=episodes)
     env.close()
-    x = np.array([i[0] for i in training_data], dtype=np.float32)
-    y = np.array([i[1] for i in training_data])
     return x, y, steps
 
 
@@ -553,17 +529,11 @@ def recipe_dataset(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return ds.obs, ds.actions
 
 
-def plain_mlp(seed: int) -> nn.Sequential:
-    """The recipe's MLP as a tutorial writes it, with rl_lab's initial weights for ``seed`` (same init per rep)."""
+def plain_mlp(seed: int) -> nn.Module:
+    """The recipe's MLP as the seed script builds it, with rl_lab's initial weights for ``seed`` (same init per rep)."""
     torch.manual_seed(seed)
     init = MLPPolicy(4, 2, HIDDEN, "relu", 0.2).state_dict()
-    layers: list[nn.Module] = []
-    width = 4
-    for h in HIDDEN:
-        layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(0.2)]
-        width = h
-    layers.append(nn.Linear(width, 2))
-    model = nn.Sequential(*layers)
+    model = neural_network_model(input_size=4)
     model.load_state_dict({k.removeprefix("net."): v for k, v in init.items()})
     return model
 

@@ -37,13 +37,17 @@ SCORE_REQUIREMENT = 50
 INITIAL_GAMES = 10_000
 
 
-def initial_population(env: gym.Env, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Random games; keep every step of the games that scored >= SCORE_REQUIREMENT."""
+def initial_population(env: gym.Env, seed: int, games: int = INITIAL_GAMES) -> tuple[np.ndarray, np.ndarray, int]:
+    """Random games; keep every step of the games that scored >= SCORE_REQUIREMENT.
+
+    Returns ``(X, y, steps)``: the kept observations, their one-hot actions, and the steps played.
+    """
     training_data = []
     scores = []
     accepted_scores = []
+    steps = 0
     env.reset(seed=seed)
-    for _ in range(INITIAL_GAMES):
+    for _ in range(games):
         score = 0.0
         game_memory = []
         observation, _ = env.reset()
@@ -54,6 +58,7 @@ def initial_population(env: gym.Env, seed: int) -> tuple[np.ndarray, np.ndarray]
             score += reward
             if terminated or truncated:
                 break
+        steps += len(game_memory)
         if score >= SCORE_REQUIREMENT:
             accepted_scores.append(score)
             for data in game_memory:
@@ -68,7 +73,7 @@ def initial_population(env: gym.Env, seed: int) -> tuple[np.ndarray, np.ndarray]
     print(Counter(accepted_scores).most_common(5))
     x = np.array([i[0] for i in training_data], dtype=np.float32)
     y = np.array([i[1] for i in training_data])
-    return x, y
+    return x, y, steps
 
 
 def neural_network_model(input_size: int) -> nn.Module:
@@ -135,7 +140,7 @@ def main() -> None:
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     env = gym.make("CartPole-v1")
-    x, y = initial_population(env, args.seed)
+    x, y, _ = initial_population(env, args.seed)
     print(f"training samples: {len(x)}  torch threads: {torch.get_num_threads()}")
     model = train_model(x, y)
     play(env, model)
