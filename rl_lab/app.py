@@ -2,16 +2,23 @@
 
 Each entry point turns the DictConfig into the typed :class:`~rl_lab.config.Config`, validates it,
 calls a plain function with the run dir, and maps known errors to one paragraph and an exit
-code: 2 for bad input (:class:`~rl_lab.errors.ConfigError`), 130 for Ctrl-C. ``HYDRA_FULL_ERROR=1``
-shows the full traceback instead.
+code: 2 for bad input (:class:`~rl_lab.errors.ConfigError`, and the config errors Hydra finds
+itself: a bad override, value or group option), 130 for Ctrl-C. ``HYDRA_FULL_ERROR=1`` shows the
+full traceback instead.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import logging
 import os
+import re
+import shlex
 import signal
 import sys
+import traceback
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +40,9 @@ register_configs()
 
 
 def to_config(cfg: DictConfig, training: bool = True) -> Config:
-    """DictConfig -> validated :class:`Config` (a :class:`ConfigError` names the bad value)."""
+    """DictConfig -> validated :class:`Config` (a :class:`ConfigError` names the bad value or key)."""
+    for key in _extra_keys(cfg, Config):  # a key added with '+' that the schema does not know
+        raise ConfigError(f"{key}: {unknown_key_message(key)}")
     config = OmegaConf.to_object(cfg)
     assert isinstance(config, Config)
     return validate(config, training=training)
@@ -43,8 +52,21 @@ def _setup_job(config: Config) -> None:
     """Reset process-wide state at the start of every job (the basic launcher runs a sweep in one process)."""
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()  # allowed cores
-    torch.set_num_threads(config.threads or cores or 1)
+    from rl_lab.envs import available_cores
+
+    cores = available_cores()
+    torch.set_num_threads(config.threads or cores)
+    if config.env.num_threads is None:  # EnvPool's workers: every allowed core, but 1 per job in a parallel sweep
+        config.env.num_threads = 1 if _parallel_sweep_job() else cores
+
+
+def _parallel_sweep_job() -> bool:
+    """This job runs beside others on the same machine (a joblib launcher's worker process)."""
+    try:
+        target = str(HydraConfig.get().launcher.get("_target_", ""))
+    except (ValueError, AttributeError):  # no Hydra config (a plain Python call)
+        return False
+    return HydraConfig.get().mode == RunMode.MULTIRUN and "joblib" in target.lower()
 
 
 @contextmanager
@@ -79,7 +101,7 @@ def _guard(job: Callable[[list[Path]], Any], out_dir: Path, resumable: bool = Tr
     ``job`` receives ``[run dir]`` and may replace it (a resumed run writes into the original run dir).
     """
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
-    full = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    full = _full_error()
     where = [out_dir]
     try:
         return job(where)
@@ -102,6 +124,9 @@ def _guard(job: Callable[[list[Path]], Any], out_dir: Path, resumable: bool = Tr
         else:
             print("rl-lab-eval: interrupted.", file=sys.stderr)
         sys.exit(130)
+    except Exception as e:  # a bug: the entry point shows its traceback (exit 1), never as a config error
+        e._rl_lab_job_error = True  # type: ignore[attr-defined]
+        raise
 
 
 def _mark_failed(out_dir: Path, message: str) -> None:
@@ -133,9 +158,14 @@ def _main(cfg: DictConfig) -> float | None:
         if config.resume:
             config, out = _resume_config(config)
             where[0] = out
+        if config.evaluator.render != "none":  # e.g. human without a display: refuse before any work
+            from rl_lab.render import check_render_mode
+
+            check_render_mode(config.evaluator.render)
         _setup_job(config)
         with _sigint() as flag:
             metrics = run(config, out, stop=flag)
+        log.info(_next_steps(out, HydraConfig.get().mode == RunMode.MULTIRUN))
         if not config.optimized_metric:
             return None
         section, _, key = config.optimized_metric.partition("/")
@@ -209,6 +239,7 @@ def _play(cfg: DictConfig) -> float | None:
         summary = report.summary()
         write_json(out / "eval.json", summary)
         log.info(format_eval(summary, report.seconds))
+        log.info(f"run dir:  {_shown(out)}  (eval.json, tb/{', videos/' if (out / 'videos').is_dir() else ''})")
         return summary["score_mean"]
 
     return _guard(job, out_dir, resumable=False)

@@ -40,6 +40,7 @@ import numpy as np
 from gymnasium.vector import VectorEnv
 
 from rl_lab.data import Dataset
+from rl_lab.errors import ConfigError
 from rl_lab.policy import ActFn
 
 
@@ -114,7 +115,10 @@ def collect(
     ring_len = max_steps + chunk + 1
     # (T, obs_dim, N): the native envs hand out observations feature-major, so a step's copy is contiguous
     obs_ring = np.empty((ring_len, obs_dim, n_full), dtype=np.float32)
+    # Actions are stored narrow (uint8 for up to 256 actions) but reach the env as the space's own
+    # dtype: MountainCar and LunarLander compute ``action - 1``, which wraps around in uint8.
     act_ring = np.empty((ring_len, n_full), dtype=np.min_scalar_type(n_actions - 1))
+    env_dtype = venv.single_action_space.dtype
     # Per pass (at most ``chunk`` steps): which sub-envs ended at each step, and the return of the
     # episode so far, accumulated in float64 in step order (the same sum as adding them one by one).
     done_buf = np.zeros((chunk, n_full), dtype=bool)
@@ -156,7 +160,7 @@ def collect(
             else:  # the behaviour sees every sub-env, as without narrowing (its rows are independent)
                 obs_full[live] = obs
                 action[...] = behaviour(obs_full)[live]
-            obs, reward, terminated, truncated, _ = venv.step(action)
+            obs, reward, terminated, truncated, _ = venv.step(action.astype(env_dtype))
             i = t - t0
             done, ret, sc = done_buf[i, :n], ret_buf[i, :n], score[:n]
             np.logical_or(terminated, truncated, out=done)
@@ -212,6 +216,32 @@ def collect(
     )
     stats = CollectStats(env_steps=env_steps, useful_steps=int(lengths.sum()), seconds=time.perf_counter() - t_begin)
     return dataset, stats
+
+
+def check_selectable(ds: Dataset, env_id: str, max_steps: int) -> None:
+    """Refuse a collection whose episodes all have the same return: no filter can select anything.
+
+    ``min_score`` would keep all of them or none, ``top_fraction`` an arbitrary share. This is what a
+    sparse reward that random play never earns gives (MountainCar-v0: -1 per step until the flag).
+
+    Raises:
+        ConfigError: naming the number of episodes, the one score, why, and what to do.
+    """
+    r = ds.episode_returns
+    if r.size < 2 or not np.all(r == r[0]):
+        return
+    lengths = np.unique(ds.episode_lengths)
+    length = f"all {int(lengths[0])} steps long" if lengths.size == 1 else "of various lengths"
+    raise ConfigError(
+        f"env.id={env_id!r}: all {r.size} collected episodes scored exactly {float(r[0]):g} ({length}), so no filter "
+        "can tell good episodes from bad ones: collector.min_score keeps all of them or none, and "
+        "collector.top_fraction would keep an arbitrary share. This is a sparse reward that this behaviour never "
+        "earns (MountainCar-v0 gives -1 per step until the car reaches the flag, which random actions do not do "
+        f"within collector.max_steps={max_steps}). What you can do: let the episodes run longer so that some reach "
+        "the goal (e.g. collector.max_steps=5000; the evaluation keeps the env's own limit), collect more "
+        "episodes (collector.episodes), or train on a dataset that has successes (collector.dataset=...). "
+        "Nothing was saved for this round."
+    )
 
 
 def _narrow_rings(keep: np.ndarray, rings: tuple[np.ndarray, ...], first: int, t: int, ring_len: int) -> None:

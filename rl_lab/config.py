@@ -20,15 +20,29 @@ VIDEO_FORMATS = ("mp4", "gif")
 BEHAVIOURS = ("random", "policy")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("float32", "float64")
+BACKENDS = ("auto", "native", "envpool", "gymnasium")
+VECTORIZATIONS = ("sync", "async")
 
 
 @dataclass
 class EnvConfig:
     """Which environment, and how many copies run side by side."""
 
-    id: str | None = "CartPole-v1"  # any gymnasium id with a Discrete action space and a flat Box observation
+    id: str | None = "CartPole-v1"  # a gymnasium id (Discrete actions, flat Box observations), or module:id
     num_envs: int = 2000  # sub-envs of the vector env (collection; evaluation uses min(num_envs, episodes))
     precision: str = "float32"  # float32 | float64: arithmetic of rl_lab's CartPole (float64 = gymnasium's bit for bit)
+    backend: str = "auto"  # auto | native | envpool | gymnasium (auto: native CartPole, then EnvPool, then gymnasium)
+    num_threads: int | None = None  # EnvPool worker threads; None: the cores available (1 in a joblib sweep job)
+    vectorization: str = "sync"  # sync | async: gymnasium's SyncVectorEnv or AsyncVectorEnv (gymnasium backend)
+
+    def vector_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`rl_lab.envs.make_vec_env` that this group sets."""
+        return {
+            "backend": self.backend,
+            "precision": self.precision,
+            "num_threads": self.num_threads,
+            "vectorization": self.vectorization,
+        }
 
 
 @dataclass
@@ -144,6 +158,10 @@ def validate(cfg: Config, *, training: bool = True) -> Config:
     """
     _choice("device", cfg.device, DEVICES)
     _choice("env.precision", cfg.env.precision, PRECISIONS)
+    _choice("env.backend", cfg.env.backend, BACKENDS)
+    _choice("env.vectorization", cfg.env.vectorization, VECTORIZATIONS)
+    if cfg.env.num_threads is not None:
+        _positive_int("env.num_threads", cfg.env.num_threads, "the number of EnvPool worker threads")
     if cfg.threads is not None:
         _positive_int("threads", cfg.threads, "the number of torch threads")
     if training and not cfg.env.id:

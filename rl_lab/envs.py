@@ -1,25 +1,41 @@
-"""Environment construction and space checks.
+"""Environment construction, backends and space checks.
 
 rl_lab learns a classifier from observations to actions, so it accepts any gymnasium environment
 with a ``Discrete`` action space and a flat ``Box`` observation space, and refuses anything else
 with a clear message. Vector envs use gymnasium 1.x NEXT_STEP autoreset (the step after an episode
 ends is a reset step): the collector and the evaluator rely on it and check it.
 
-CartPole runs on :class:`rl_lab.cartpole.FastCartPoleVectorEnv`, the same dynamics as gymnasium's
-native ``CartPoleVectorEnv`` computed in place (bit-identical, verified in tests); other ids use
-gymnasium's own native vector env when it has one and ``SyncVectorEnv`` otherwise.
+Backends (``env.backend``), the same for collection and evaluation:
+
+- ``native``: :class:`rl_lab.cartpole.FastCartPoleVectorEnv` for CartPole, gymnasium's CartPole
+  equations computed in place (``precision=float64``: gymnasium's ``CartPoleVectorEnv`` bit for bit);
+- ``envpool``: EnvPool's C++ envs on its own thread pool (:mod:`rl_lab.envpool_env`), for the ids
+  it provides (``envpool.list_all_envs()``);
+- ``gymnasium``: gymnasium's own env, one per sub-env, in a ``SyncVectorEnv`` (one process) or an
+  ``AsyncVectorEnv`` (one sub-process per sub-env), chosen by ``env.vectorization``;
+- ``auto`` (the default): ``native`` for CartPole, then ``envpool`` where it has the id and is
+  installed, then ``gymnasium``.
+
+Rendering always uses gymnasium's own env (:mod:`rl_lab.render`). Actions reach every backend as
+the action space's own dtype (int64 for ``Discrete``), whatever dtype the caller stores them in.
+Custom envs use gymnasium's ``module:id`` form (``env.id=my_package.envs:MyEnv-v0``): the module is
+imported first, so that its ``gymnasium.register`` calls run.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
+import os
 from dataclasses import dataclass
+from functools import cache
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
+from rl_lab.config import BACKENDS
 from rl_lab.errors import ConfigError
 
 CARTPOLE_ENTRY_POINT = "gymnasium.envs.classic_control.cartpole:CartPoleEnv"
@@ -37,15 +53,33 @@ class EnvInfo:
     render_fps: float
 
 
-def _spec(env_id: str) -> gym.envs.registration.EnvSpec:
+def _import_module_part(env_id: str) -> str:
+    """Import ``module`` of a ``module:id`` env id (it registers the env); return the registry id."""
+    if ":" not in env_id:
+        return env_id
+    module, _, name = env_id.partition(":")
     try:
-        return gym.spec(env_id)
+        importlib.import_module(module)
+    except ImportError as e:
+        raise ConfigError(
+            f"env.id={env_id!r}: the module {module!r} cannot be imported ({e}). In the module:id form the part "
+            "before ':' is a Python module that registers the env with gymnasium.register; install its package "
+            "(pip install -e <path>) or fix the name."
+        ) from None
+    return name
+
+
+def _spec(env_id: str) -> gym.envs.registration.EnvSpec:
+    name = _import_module_part(env_id)
+    try:
+        return gym.spec(name)
     except gym.error.Error as e:
-        close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+        close = difflib.get_close_matches(name, list(gym.registry), n=3, cutoff=0.6)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(
             f"env.id={env_id!r} is not a registered gymnasium environment ({e}).{hint} "
-            "Use an id from gymnasium's registry, e.g. env.id=CartPole-v1 or env.id=Acrobot-v1."
+            "Use an id from gymnasium's registry, e.g. env.id=CartPole-v1 or env.id=Acrobot-v1, or a custom env "
+            "as env.id=my_package.my_module:MyEnv-v0 (the module registers it)."
         ) from None
 
 
@@ -70,14 +104,34 @@ def check_spaces(env_id: str, obs_space: spaces.Space, act_space: spaces.Space) 
             "needs a flat vector observation (shape (n,)). Pick an env with vector observations, or register a "
             "variant that flattens or encodes them."
         )
+    if act_space.start != 0:
+        raise ConfigError(
+            f"env.id={env_id!r} has actions {act_space} starting at {act_space.start}; rl_lab needs Discrete(n) "
+            "actions 0 .. n-1. Register a variant with start=0."
+        )
     return int(obs_space.shape[0]), int(act_space.n)
 
 
+def _missing_dependency(env_id: str, e: Exception) -> ConfigError:
+    text = str(e)
+    if "box2d" in text.lower():
+        fix = (
+            "It needs Box2D: install rl_lab's box2d extra, pip install -e '.[box2d]' (or pip install box2d; "
+            "a prebuilt wheel, no swig or compiler needed, whatever gymnasium's own hint says)."
+        )
+    elif "mujoco" in text.lower():
+        fix = "It needs MuJoCo: pip install mujoco."
+    else:
+        fix = "Install the package it names."
+    return ConfigError(f"env.id={env_id!r} needs a package that is not installed ({text}). {fix}")
+
+
 def _make_single(env_id: str, **kwargs: object) -> gym.Env:
+    _import_module_part(env_id)
     try:
         return gym.make(env_id, **kwargs)
     except gym.error.DependencyNotInstalled as e:
-        raise ConfigError(f"env.id={env_id!r} needs a package that is not installed: {e}") from None
+        raise _missing_dependency(env_id, e) from None
 
 
 def env_info(env_id: str) -> EnvInfo:
@@ -92,42 +146,129 @@ def env_info(env_id: str) -> EnvInfo:
     return EnvInfo(env_id, obs_dim, n_actions, spec.max_episode_steps, spec.reward_threshold, fps)
 
 
-def make_vec_env(env_id: str, num_envs: int, max_steps: int | None, *, precision: str = "float32") -> VectorEnv:
+def _is_native_cartpole(spec: gym.envs.registration.EnvSpec) -> bool:
+    return spec.entry_point == CARTPOLE_ENTRY_POINT and not spec.kwargs
+
+
+@cache
+def envpool_ids() -> frozenset[str] | None:
+    """The ids EnvPool provides, or None when it is not installed."""
+    try:
+        import envpool
+    except ImportError:
+        return None
+    return frozenset(envpool.list_all_envs())
+
+
+def _envpool_has(env_id: str, spec: gym.envs.registration.EnvSpec) -> bool:
+    """EnvPool has this id, and the id is gymnasium's own env (not a re-registration with other code)."""
+    ids = envpool_ids()
+    return (
+        ids is not None
+        and ":" not in env_id
+        and env_id in ids
+        and isinstance(spec.entry_point, str)
+        and spec.entry_point.startswith("gymnasium.envs.")
+        and not spec.kwargs
+    )
+
+
+def resolve_backend(env_id: str, backend: str = "auto") -> str:
+    """The backend that runs ``env_id``: ``native``, ``envpool`` or ``gymnasium`` (see the module doc).
+
+    Raises:
+        ConfigError: when the asked backend cannot run this env or is not installed.
+    """
+    spec = _spec(env_id)
+    if backend == "auto":
+        if _is_native_cartpole(spec):
+            return "native"
+        return "envpool" if _envpool_has(env_id, spec) else "gymnasium"
+    if backend == "native" and not _is_native_cartpole(spec):
+        raise ConfigError(
+            f"env.backend=native: rl_lab's own vector env exists for CartPole only, not env.id={env_id!r}. "
+            "Use env.backend=auto (EnvPool where it has the env, else gymnasium), envpool or gymnasium."
+        )
+    if backend == "envpool":
+        if envpool_ids() is None:
+            raise ConfigError(
+                "env.backend=envpool, but EnvPool is not installed. Install rl_lab's envpool extra: "
+                "pip install -e '.[envpool]' (or pip install envpool), or use env.backend=auto or gymnasium."
+            )
+        if not _envpool_has(env_id, spec):
+            raise ConfigError(
+                f"env.backend=envpool: EnvPool has no env env.id={env_id!r} (envpool.list_all_envs() lists its ids; "
+                "a custom or re-registered env is not EnvPool's). Use env.backend=auto or env.backend=gymnasium."
+            )
+    if backend not in BACKENDS:
+        raise ConfigError(f"env.backend={backend!r} is not one of {', '.join(BACKENDS)}. Pick one of those.")
+    return backend
+
+
+def available_cores() -> int:
+    """The cores this process may run on (``os.sched_getaffinity``; ``os.cpu_count`` where that is missing)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def make_vec_env(
+    env_id: str,
+    num_envs: int,
+    max_steps: int | None,
+    *,
+    backend: str = "auto",
+    precision: str = "float32",
+    num_threads: int | None = None,
+    vectorization: str = "sync",
+) -> VectorEnv:
     """Build a vector env of ``num_envs`` sub-envs whose episodes are truncated at ``max_steps``.
 
     Args:
-        env_id: a gymnasium id.
+        env_id: a gymnasium id (or ``module:id``).
         num_envs: number of sub-envs.
         max_steps: truncation limit; ``None`` keeps the env's own.
+        backend: ``auto``, ``native``, ``envpool`` or ``gymnasium`` (see the module doc).
         precision: arithmetic of rl_lab's native CartPole kernel, ``"float32"`` (faster) or
-            ``"float64"`` (gymnasium's CartPoleVectorEnv bit for bit); other envs run gymnasium's code.
+            ``"float64"`` (gymnasium's CartPoleVectorEnv bit for bit); other backends ignore it.
+        num_threads: EnvPool's worker threads; ``None``: the cores available to this process.
+        vectorization: ``sync`` or ``async``: gymnasium's ``SyncVectorEnv`` or ``AsyncVectorEnv``
+            (the gymnasium backend only).
 
     Returns:
         A NEXT_STEP-autoreset vector env (not yet reset).
     """
     spec = _spec(env_id)
-    kwargs: dict[str, object] = {}
-    if max_steps is not None:
-        kwargs["max_episode_steps"] = max_steps
-    if spec.entry_point == CARTPOLE_ENTRY_POINT and not spec.kwargs:
+    chosen = resolve_backend(env_id, backend)
+    if chosen == "native":
         from rl_lab.cartpole import FastCartPoleVectorEnv
 
         limit = max_steps if max_steps is not None else spec.max_episode_steps
         venv: VectorEnv = FastCartPoleVectorEnv(
             num_envs=num_envs, max_episode_steps=limit or 500, dtype=np.dtype(precision)
         )
-    else:
-        mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
+    elif chosen == "envpool":
+        from rl_lab.envpool_env import EnvPoolVectorEnv
+
+        probe = _make_single(env_id)
         try:
-            venv = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, **kwargs)
+            obs_space, act_space = probe.observation_space, probe.action_space
+        finally:
+            probe.close()
+        check_spaces(env_id, obs_space, act_space)
+        limit = max_steps if max_steps is not None else spec.max_episode_steps
+        threads = num_threads if num_threads is not None else available_cores()
+        venv = EnvPoolVectorEnv(env_id, num_envs, limit, min(threads, num_envs), obs_space, act_space)
+    else:
+        kwargs: dict[str, object] = {}
+        if max_steps is not None:
+            kwargs["max_episode_steps"] = max_steps
+        _import_module_part(env_id)
+        try:
+            venv = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=vectorization, **kwargs)
         except gym.error.DependencyNotInstalled as e:
-            raise ConfigError(f"env.id={env_id!r} needs a package that is not installed: {e}") from None
+            raise _missing_dependency(env_id, e) from None
     check_spaces(env_id, venv.single_observation_space, venv.single_action_space)
     if venv.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP) != AutoresetMode.NEXT_STEP:
         raise ConfigError(f"env.id={env_id!r}: rl_lab needs NEXT_STEP autoreset vector envs (gymnasium's default).")
     return venv
-
-
-def as_obs_batch(obs: np.ndarray) -> np.ndarray:
-    """View a batch of observations as contiguous float32 ``(num_envs, obs_dim)``."""
-    return np.ascontiguousarray(obs, dtype=np.float32)

@@ -73,7 +73,7 @@ def evaluate(
     seed: int,
     reward_threshold: float | None = None,
     should_stop: Callable[[], bool] | None = None,
-    precision: str = "float32",
+    **vector_options: Any,
 ) -> EvalReport:
     """Play ``episodes`` episodes batched over ``min(num_envs, episodes)`` sub-envs.
 
@@ -87,14 +87,16 @@ def evaluate(
         seed: reset seed.
         reward_threshold: score that counts as a success (``None``: no success rate).
         should_stop: polled every 64 steps; True raises :class:`KeyboardInterrupt`.
-        precision: arithmetic of rl_lab's native CartPole (see :func:`rl_lab.envs.make_vec_env`).
+        vector_options: ``backend``, ``precision``, ``num_threads``, ``vectorization`` of
+            :func:`rl_lab.envs.make_vec_env` (the same backend as the collection).
 
     Returns:
         An :class:`EvalReport`; episodes are ordered by sub-env, then by play order.
     """
     t_begin = time.perf_counter()
     n = min(num_envs, episodes)
-    venv = make_vec_env(env_id, n, max_steps, precision=precision)
+    venv = make_vec_env(env_id, n, max_steps, **vector_options)
+    env_dtype = venv.single_action_space.dtype
     targets = per_env_budgets(episodes, n)
     counts = np.zeros(n, dtype=np.int64)
     score = np.zeros(n, dtype=np.float64)
@@ -120,7 +122,7 @@ def evaluate(
                 actions = np.zeros(n, dtype=np.int64)
                 actions[playing] = act(np.ascontiguousarray(obs[playing], dtype=np.float32))
             action_counts += np.bincount(actions[active], minlength=n_actions)[:n_actions]
-            obs, reward, terminated, truncated, _ = venv.step(actions)
+            obs, reward, terminated, truncated, _ = venv.step(actions.astype(env_dtype, copy=False))
             score += np.where(active, reward, 0.0)
             length += active
             done = (np.asarray(terminated) | np.asarray(truncated)) & active
