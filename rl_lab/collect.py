@@ -236,9 +236,9 @@ def check_selectable(ds: Dataset, env_id: str, max_steps: int) -> None:
         f"env.id={env_id!r}: all {r.size} collected episodes scored exactly {float(r[0]):g} ({length}), so no filter "
         "can tell good episodes from bad ones: collector.min_score keeps all of them or none, and "
         "collector.top_fraction would keep an arbitrary share. This is a sparse reward that this behaviour never "
-        "earns (MountainCar-v0 gives -1 per step until the car reaches the flag, which random actions do not do "
-        f"within collector.max_steps={max_steps}). What you can do: let the episodes run longer so that some reach "
-        "the goal (e.g. collector.max_steps=5000; the evaluation keeps the env's own limit), collect more "
+        "earns (for example, MountainCar-v0 gives -1 per step until the car reaches the flag, which random actions "
+        f"do not do within collector.max_steps={max_steps}). What you can do: let the episodes run longer so that "
+        "some reach the goal (e.g. collector.max_steps=5000; the evaluation keeps the env's own limit), collect more "
         "episodes (collector.episodes), or train on a dataset that has successes (collector.dataset=...). "
         "Nothing was saved for this round."
     )

@@ -50,7 +50,7 @@ class CollectorConfig:
     """How episodes are played and which ones are kept."""
 
     episodes: int = 10_000  # exactly this many episodes are started and finished
-    max_steps: int = 500  # an episode is truncated after this many steps
+    max_steps: int | None = None  # an episode is truncated after this many steps; None: the env's own limit
     min_score: float | None = 50.0  # keep episodes scoring >= min_score ...
     top_fraction: float | None = None  # ... or the best top_fraction of them (exactly one of the two is set)
     behaviour: str = "random"  # random | policy (the previous round's policy; round 0 is always random)
@@ -195,7 +195,8 @@ def validate(cfg: Config, *, training: bool = True) -> Config:
 
 def _validate_collector(c: CollectorConfig) -> None:
     _positive_int("collector.episodes", c.episodes, "the number of episodes to collect")
-    _positive_int("collector.max_steps", c.max_steps, "the per-episode step limit")
+    if c.max_steps is not None:
+        _positive_int("collector.max_steps", c.max_steps, "the per-episode step limit")
     _choice("collector.behaviour", c.behaviour, BEHAVIOURS)
     if not (c.temperature > 0 and math.isfinite(c.temperature)):
         raise ConfigError(f"collector.temperature={c.temperature!r} must be a positive number (1.0 = plain softmax).")

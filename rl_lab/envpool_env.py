@@ -68,8 +68,8 @@ class EnvPoolVectorEnv(VectorEnv):
                 num_threads=self.num_threads,
                 **kwargs,
             )
+            obs, _ = self._pool.reset()  # the first reset builds EnvPool's spaces
         self.num_envs, self._ids = self._full_num_envs, None
-        obs, _ = self._pool.reset()
         return obs, {}
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:

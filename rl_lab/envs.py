@@ -153,10 +153,14 @@ def _is_native_cartpole(spec: gym.envs.registration.EnvSpec) -> bool:
 @cache
 def envpool_ids() -> frozenset[str] | None:
     """The ids EnvPool provides, or None when it is not installed."""
-    try:
-        import envpool
-    except ImportError:
-        return None
+    import warnings
+
+    with warnings.catch_warnings():  # importing EnvPool builds float64-bounded spaces, which gymnasium warns about
+        warnings.filterwarnings("ignore", message=".*precision lowered by casting.*")
+        try:
+            import envpool
+        except ImportError:
+            return None
     return frozenset(envpool.list_all_envs())
 
 

@@ -164,6 +164,13 @@ def test_actions_reach_the_env_as_the_spaces_dtype():
     ActionTypeSpy.seen.clear()
     venv = make_vec_env("rl_lab_test/ActionTypeSpy-v0", 4, 5)
     collect(venv, np.random.default_rng(0), 8, max_steps=5, seed=0, top_fraction=0.5)  # stored as uint8
-    evaluate(lambda o: np.zeros(o.shape[0], np.uint8), "rl_lab_test/ActionTypeSpy-v0", 4, n_actions=3, num_envs=2,
-             max_steps=5, seed=0)
+    evaluate(
+        lambda o: np.zeros(o.shape[0], np.uint8),
+        "rl_lab_test/ActionTypeSpy-v0",
+        4,
+        n_actions=3,
+        num_envs=2,
+        max_steps=5,
+        seed=0,
+    )
     assert ActionTypeSpy.seen == {np.dtype(np.int64)}
