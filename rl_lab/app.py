@@ -37,18 +37,51 @@ from rl_lab.errors import ConfigError, RLLabError  # noqa: E402
 log = logging.getLogger("rl_lab")
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 register_configs()
+GROUP_HELP = {
+    "env": "the environment; or env.id=<any gymnasium id>",
+    "policy": "the network",
+    "collector": "how episodes are played and which are kept",
+    "trainer": "supervised training",
+    "evaluator": "evaluation and rendering",
+    "experiment": "a whole recipe over the defaults",
+    "debug": "tiny everything, for a quick look",
+    "hparams_search": "a hyper-parameter search, always a sweep",
+    "launcher": "where sweep jobs run; needs the sweep extra",
+}
+
+
+def help_groups(*groups: str) -> str:
+    """``--help``'s list of config groups and options (``${rl_lab_groups:}`` in configs/hydra/help/).
+
+    Read from the folders of configs/, so a new option shows up by itself; the ``base_*`` schemas that
+    rl_lab/config.py registers are not options to pick and are left out.
+    """
+    root = Path(CONFIG_DIR)
+    names = list(groups) or sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in ("hydra", "local"))
+    lines = []
+    for group in names:
+        options = ", ".join(sorted(p.stem for p in (root / group).glob("*.yaml") if not p.stem.startswith("base_")))
+        line = f"  {group}: {options}"
+        about = GROUP_HELP.get(group)
+        if about:
+            line += f"  - {about}" if len(line) + len(about) + 4 <= 100 else f"\n      - {about}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+OmegaConf.register_new_resolver("rl_lab_groups", help_groups, replace=True)
 
 
 def to_config(cfg: DictConfig, training: bool = True) -> Config:
     """DictConfig -> validated :class:`Config` (a :class:`ConfigError` names the bad value or key)."""
     for key in _extra_keys(cfg, Config):  # a key added with '+' that the schema does not know
-        raise ConfigError(f"{key}: {unknown_key_message(key)}")
+        raise ConfigError(f"{key}: {unknown_key_message(key, appended=True)}")
     config = OmegaConf.to_object(cfg)
     assert isinstance(config, Config)
     return validate(config, training=training)
 
 
-def _setup_job(config: Config) -> None:
+def setup_job(config: Config) -> None:
     """Reset process-wide state at the start of every job (the basic launcher runs a sweep in one process)."""
     import torch
 
@@ -162,7 +195,7 @@ def _main(cfg: DictConfig) -> float | None:
             from rl_lab.render import check_render_mode
 
             check_render_mode(config.evaluator.render)
-        _setup_job(config)
+        setup_job(config)
         with _sigint() as flag:
             metrics = run(config, out, stop=flag)
         log.info(_next_steps(out, HydraConfig.get().mode == RunMode.MULTIRUN))
@@ -209,7 +242,7 @@ def _play(cfg: DictConfig) -> float | None:
                 "checkpoint is not set: rl-lab-eval needs the policy to play, e.g. "
                 "rl-lab-eval checkpoint=outputs/<date>/<time>/policy.pt"
             )
-        _setup_job(config)
+        setup_job(config)
         seed_everything(config.seed)
         policy, payload = load_policy(config.checkpoint)
         env_id = config.env.id or payload["env_id"]
@@ -245,17 +278,320 @@ def _play(cfg: DictConfig) -> float | None:
     return _guard(job, out_dir, resumable=False)
 
 
-def main() -> None:
-    """Console script ``rl-lab``."""
+# --- the end of a run -------------------------------------------------------------------------------
+
+
+def _shown(path: Path) -> str:
+    """``path`` as a user would type it: relative to the current dir when inside it, else absolute."""
+    path = Path(path).absolute()
+    try:
+        rel = path.relative_to(Path.cwd())
+    except ValueError:
+        return str(path)
+    return str(rel) if str(rel) != "." else "."
+
+
+def _next_steps(out: Path, multirun: bool) -> str:
+    """The run dir and what to do next with it (a sweep job: its dir only)."""
+    run_dir = _shown(out)
+    if multirun:
+        return f"run dir:  {run_dir}"
+    policy = _shown(out / "policy.pt")
+    return (
+        f"run dir:  {run_dir}\n"
+        f"policy:   {policy}\n"
+        f"evaluate: rl-lab-eval {shlex.quote(f'checkpoint={policy}')}\n"
+        f"curves:   tensorboard --logdir {shlex.quote(run_dir)}"
+    )
+
+
+# --- config errors that Hydra finds, before or while composing --------------------------------------
+
+_USER_FULL_ERROR = "RL_LAB_HYDRA_FULL_ERROR"  # the user's HYDRA_FULL_ERROR; main() sets Hydra's own to 1
+
+
+def _full_error() -> bool:
+    """The user asked for full tracebacks (``HYDRA_FULL_ERROR=1``)."""
+    return os.environ.get(_USER_FULL_ERROR, os.environ.get("HYDRA_FULL_ERROR", "")) == "1"
+
+
+def _schema_paths(node: Any = Config, prefix: str = "") -> list[str]:
+    """Every dotted key of the schema: sections and leaves."""
+    paths: list[str] = []
+    hints = typing.get_type_hints(node)
+    for f in dataclasses.fields(node):
+        path = f"{prefix}{f.name}"
+        paths.append(path)
+        if dataclasses.is_dataclass(hints[f.name]):
+            paths += _schema_paths(hints[f.name], f"{path}.")
+    return paths
+
+
+def _schema_field(key: str) -> tuple[Any, Any] | None:
+    """(type, default) of a dotted schema key; None when it is not one."""
+    node: Any = Config
+    *parents, leaf = key.split(".")
+    for part in parents:
+        hints = typing.get_type_hints(node) if dataclasses.is_dataclass(node) else {}
+        if part not in hints:
+            return None
+        node = hints[part]
+    if not dataclasses.is_dataclass(node):
+        return None
+    fields = {f.name: f for f in dataclasses.fields(node)}
+    if leaf not in fields:
+        return None
+    f = fields[leaf]
+    default = f.default if f.default is not dataclasses.MISSING else None
+    if f.default_factory is not dataclasses.MISSING:
+        default = f.default_factory()
+    return typing.get_type_hints(node)[leaf], default
+
+
+def _unknown_part(key: str) -> tuple[str, str, list[str]] | None:
+    """None when ``key`` is in the schema (or inside a leaf value); else (its section, the unknown part, the keys)."""
+    node: Any = Config
+    done: list[str] = []
+    for part in key.split("."):
+        if not dataclasses.is_dataclass(node):
+            return None  # below a leaf (a list index): Hydra checks it
+        hints = typing.get_type_hints(node)
+        if part not in hints:
+            return ".".join(done), part, [f.name for f in dataclasses.fields(node)]
+        node = hints[part]
+        done.append(part)
+    return None
+
+
+def unknown_key_message(key: str, appended: bool = False) -> str:
+    """Why ``key`` is refused: the close valid keys (difflib) and the keys of its section."""
+    section, bad, keys = _unknown_part(key) or ("", key, [])
+    prefix = f"{section}." if section else ""
+    close = [prefix + k for k in difflib.get_close_matches(bad, keys, n=2, cutoff=0.6)]
+    if key == prefix + bad:  # the leaf itself: also the same name in another section (trainer.dropout)
+        leaves = [p for p in _schema_paths() if "." in p and p not in close]
+        close += [p for p in leaves if difflib.get_close_matches(bad, [p.rsplit(".", 1)[1]], cutoff=0.8)]
+    hint = f" Did you mean {' or '.join(close[:3])}?" if close else ""
+    where = f"The keys of {section} are" if section else "The top-level keys are"
+    plus = " A leading '+' adds a key the schema does not have, which nothing would read." if appended else ""
+    return (
+        f"{key} is not a key of rl_lab's config (the schema in rl_lab/config.py).{hint} {where} "
+        f"{', '.join(keys)}; `--cfg job` prints them all.{plus}"
+    )
+
+
+def _extra_keys(cfg: Any, schema: Any, prefix: str = "") -> Iterator[str]:
+    """Keys of a composed config that its schema dataclass does not have (e.g. added with '+')."""
+    if not isinstance(cfg, DictConfig) or not dataclasses.is_dataclass(schema):
+        return
+    hints = typing.get_type_hints(schema)
+    for key in cfg.keys():
+        if key == "hydra" and not prefix:
+            continue
+        if key not in hints:
+            yield f"{prefix}{key}"
+        elif dataclasses.is_dataclass(hints[key]):
+            yield from _extra_keys(cfg._get_node(key), hints[key], f"{prefix}{key}.")
+
+
+def _config_groups(config_dirs: list[str]) -> set[str]:
+    """The config group names (folders of the config dirs, the schema groups, the optional ``local``)."""
+    groups = {"hydra", "local", "env", "collector", "policy", "trainer", "evaluator"}
+    for d in config_dirs:
+        if os.path.isdir(d):
+            groups |= {p.name for p in Path(d).iterdir() if p.is_dir()}
+    return groups
+
+
+def _parse_cli(argv: list[str]) -> tuple[Any, list[Any]] | None:
+    """(Hydra's parsed flags, the parsed overrides) of ``argv``; None when Hydra itself should report it."""
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = get_args_parser()
+    parser.exit_on_error = False
+    try:
+        args, _ = parser.parse_known_args(argv)
+        return args, OverridesParser.create().parse_overrides(args.overrides)
+    except (Exception, SystemExit):  # bad flags or override syntax: Hydra prints its own message
+        return None
+
+
+def _check_override_keys(prog: str, argv: list[str]) -> None:
+    """Exit 2 with one paragraph for an override of a key the schema does not have, '+' or not."""
+    parsed = _parse_cli(argv)
+    if parsed is None:
+        return
+    args, overrides = parsed
+    if args.help or args.hydra_help:
+        return
+    groups = _config_groups([CONFIG_DIR, *([args.config_dir] if args.config_dir else [])])
+    for o in overrides:
+        key = o.key_or_group
+        if o.package is not None or "/" in key or key.split(".")[0] == "hydra" or key in groups:
+            continue
+        if _unknown_part(key) is not None:
+            _config_exit(prog, f"{o.input_line}: {unknown_key_message(key, appended=o.is_add() or o.is_force_add())}")
+
+
+def _config_exit(prog: str, message: str) -> typing.NoReturn:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def gym_id_suggestion(name: str) -> str | None:
+    """The gymnasium id closest to ``name`` (case- and punctuation-insensitive): "mountaincar" -> "MountainCar-v0"."""
+    import gymnasium as gym
+
+    def norm(text: str) -> str:
+        return re.sub(r"[^a-z0-9]", "", re.sub(r"-v\d+$", "", text.lower()))
+
+    def version(env_id: str) -> tuple[int, bool]:
+        m = re.search(r"-v(\d+)$", env_id)
+        return (int(m.group(1)) if m else -1, "/" not in env_id)
+
+    by_name: dict[str, list[str]] = {}
+    for env_id in gym.registry:
+        by_name.setdefault(norm(env_id.split("/")[-1]), []).append(env_id)
+    match = difflib.get_close_matches(norm(name), list(by_name), n=1, cutoff=0.6)
+    return max(by_name[match[0]], key=version) if match else None
+
+
+def _missing_option_message(e: Any) -> str | None:
+    """``env=mountaincar``: the group's options, the closest one and, for env, the env.id form."""
+    missing = str(getattr(e, "missing_cfg_file", "") or "")
+    options = getattr(e, "options", None)
+    if "/" not in missing or options is None:
+        return None
+    group, _, option = missing.rpartition("/")
+    shown = sorted(o for o in options if not o.startswith("base_"))  # the schemas are no options to pick
+    close = difflib.get_close_matches(option, shown, n=1, cutoff=0.6)
+    text = (
+        f"{group}={option}: the config group {group} has no option {option!r} (its options: "
+        f"{', '.join(shown) or 'none'})."
+    )
+    if close:
+        text += f" Did you mean {group}={close[0]}?"
+    if group == "env":
+        env_id = gym_id_suggestion(option)
+        example = env_id or "MountainCar-v0"
+        text += f" Any gymnasium environment runs without a config file: set its id, e.g. env.id={example}" + (
+            " (the closest registered id)." if env_id else "."
+        )
+    return text
+
+
+def _config_error_message(e: BaseException) -> str | None:
+    """One paragraph for a config error Hydra or OmegaConf raised; None for anything else (a bug)."""
+    from hydra.errors import (
+        ConfigCompositionException,
+        MissingConfigException,
+        OverrideParseException,
+        SearchPathException,
+    )
+    from omegaconf.errors import OmegaConfBaseException
+
+    if getattr(e, "_rl_lab_job_error", False):
+        return None
+    if isinstance(e, MissingConfigException):
+        text = _missing_option_message(e)
+        if text:
+            return text
+    if isinstance(e, OverrideParseException):
+        return f"{e.override}: {e.message.strip()}".replace("\n", " ")
+    if not isinstance(e, ConfigCompositionException | SearchPathException | OmegaConfBaseException):
+        return None
+    cause = e.__cause__ if isinstance(e.__cause__, OmegaConfBaseException) else None
+    lines = [str(e)] + ([str(getattr(cause, "msg", None) or cause)] if cause is not None else [])
+    noise = ("full_key:", "reference_type=", "object_type=", "Config search path", "provider=", "To append to")
+    parts = [ln.strip() for text in lines for ln in text.splitlines()]
+    text = " ".join(p for p in parts if p and not p.startswith(noise))
+    text = re.sub(r"^Error merging override (\S+) ", r"\1: ", text)
+    full_key = getattr(cause or e, "full_key", None)
+    field = _schema_field(str(full_key)) if full_key else None
+    if field is not None:
+        kind, default = field
+        kind_name = kind.__name__ if isinstance(kind, type) else str(kind).replace("typing.", "")
+        example = _override_value(default)
+        text = (
+            text.rstrip(". ")
+            + f". {full_key} takes {kind_name} (rl_lab/config.py), e.g. {full_key}={example} (the default)."
+        )
+    return text
+
+
+def _override_value(value: Any) -> str:
+    """``value`` as it is typed in an override: null, true, [16,16], 2.33e-4."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_override_value(v) for v in value) + "]"
+    return str(value)
+
+
+def _run_cli(prog: str, task: Callable[[], Any]) -> None:
+    """Run a Hydra entry point: a config error, Hydra's or ours, ends in one paragraph and exit code 2.
+
+    Hydra prints its own errors and exits 1 unless ``HYDRA_FULL_ERROR=1``, so that is set for Hydra
+    (the user's own setting is kept for :func:`_full_error`) and its errors are reported here. A
+    bug still exits 1 with its traceback; ``HYDRA_FULL_ERROR=1`` shows every traceback unchanged.
+    """
     from rl_lab.launchers import check_plugins
 
-    check_plugins(sys.argv[1:])  # a missing launcher/sweeper plugin: one paragraph, exit 2
-    _main()
+    argv = sys.argv[1:]
+    check_plugins(argv)  # a missing launcher/sweeper plugin: one paragraph, exit 2
+    user = os.environ.get("HYDRA_FULL_ERROR")
+    if user != "1":
+        _check_override_keys(prog, argv)
+    saved = {k: os.environ.get(k) for k in (_USER_FULL_ERROR, "HYDRA_FULL_ERROR")}
+    os.environ[_USER_FULL_ERROR] = "1" if user == "1" else "0"
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        task()
+    except Exception as e:
+        if user == "1":
+            raise
+        message = _config_error_message(e)
+        if message is None:
+            traceback.print_exc()
+            sys.exit(1)
+        _config_exit(prog, message)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _eval_dir_override(argv: list[str]) -> list[str]:
+    """``hydra.run.dir=<checkpoint's dir>/eval/<date>_<time>`` (and the sweep dir) unless given on the command line.
+
+    So rl-lab-eval writes next to the policy it evaluates, and ``outputs/``' newest dir stays the last
+    trained policy. Nothing is added for a checkpoint that is not an existing file (the job says why).
+    """
+    parsed = _parse_cli(argv)
+    if parsed is None:
+        return []
+    _, overrides = parsed
+    keys = {o.key_or_group.lstrip("+~") for o in overrides}
+    ckpt = [o for o in overrides if o.key_or_group == "checkpoint" and not o.is_sweep_override()]
+    if not ckpt or not isinstance(ckpt[-1].value(), str) or not Path(ckpt[-1].value()).is_file():
+        return []
+    where = str(Path(ckpt[-1].value()).parent / "eval") + "/${now:%Y-%m-%d}_${now:%H-%M-%S}"
+    if re.search(r"[^\w./@:+${}%-]", where):  # quote it for Hydra's override grammar (interpolations still work)
+        where = "'" + where.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return [f"{key}={where}" for key in ("hydra.run.dir", "hydra.sweep.dir") if key not in keys]
+
+
+def main() -> None:
+    """Console script ``rl-lab``."""
+    _run_cli("rl-lab", _main)
 
 
 def play() -> None:
     """Console script ``rl-lab-eval``."""
-    from rl_lab.launchers import check_plugins
-
-    check_plugins(sys.argv[1:])
-    _play()
+    sys.argv += _eval_dir_override(sys.argv[1:])
+    _run_cli("rl-lab-eval", _play)

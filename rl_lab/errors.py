@@ -32,9 +32,3 @@ class MissingExtraError(ConfigError, ImportError):
         )
         self.package = package
         self.extra = extra
-
-
-class Interrupted(RLLabError):
-    """The run was interrupted by the user (SIGINT); exit code 130."""
-
-    exit_code = 130

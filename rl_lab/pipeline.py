@@ -461,23 +461,31 @@ def _hparams(cfg: Config) -> dict[str, Any]:
 
 
 def format_eval(e: dict[str, Any], seconds: float | None = None) -> str:
-    """Evaluation figures (the original printed the average score and 'choice 0: ...%  choice 1: ...%')."""
+    """Evaluation figures (the original printed the average score and 'choice 0: ...%  choice 1: ...%').
+
+    Every line stays within 70 characters: the log's message column on a 100-column terminal.
+    """
     success = "n/a" if e["success_rate"] is None else f"{100 * e['success_rate']:.0f}%"
     took = "" if seconds is None else f", {seconds:.2f} s"
+    choices = [f"choice {a}: {100 * b:.1f}%" for a, b in enumerate(e["action_balance"])]
+    rows = ["  ".join(choices[i : i + 3]) for i in range(0, len(choices), 3)]  # 3 actions a line
     return (
-        f"eval:    {e['episodes']} episodes, score {e['score_mean']:.1f} ± {e['score_std']:.1f} "
-        f"(min {e['score_min']:g}, median {e['score_median']:g}, max {e['score_max']:g}), success {success}{took}\n"
-        "actions: " + "  ".join(f"choice {a}: {100 * b:.1f}%" for a, b in enumerate(e["action_balance"]))
+        f"eval:    {e['episodes']} episodes, score {e['score_mean']:.1f} ± {e['score_std']:.1f}, "
+        f"success {success}{took}\n"
+        f"         min {e['score_min']:g}, median {e['score_median']:g}, max {e['score_max']:g}\n"
+        "actions: " + ("\n" + " " * 9).join(rows)
     )
 
 
 def format_round(k: int, cfg: Config, c: dict[str, Any], t: dict[str, Any], e: dict[str, Any]) -> str:
-    """The human-readable report of one round, a stage per line."""
+    """The human-readable report of one round, a stage per line or two (each within 70 characters)."""
     head = f"round {k}\n" if cfg.rounds > 1 else ""
     val = t.get("val_accuracy")
+    epochs = f"{t['epochs']} epoch{'' if t['epochs'] == 1 else 's'}"
     return (
-        f"{head}collect: kept {c['kept_episodes']} of {c['episodes']} episodes ({100 * c['kept_fraction']:.1f}%, "
-        f"threshold {c['threshold']:g}), {c['samples']} samples, {c['seconds']:.2f} s\n"
-        f"train:   {t['epochs']} epochs, val accuracy {'n/a' if val is None else f'{val:.3f}'}, "
+        f"{head}collect: kept {c['kept_episodes']} of {c['episodes']} episodes ({100 * c['kept_fraction']:.1f}%), "
+        f"lowest kept score {c['threshold']:g}\n"  # metrics' "threshold": the lowest score kept
+        f"         {c['samples']} samples, {c['seconds']:.2f} s\n"
+        f"train:   {epochs}, val accuracy {'n/a' if val is None else f'{val:.3f}'}, "
         f"final loss {t['final_loss']:.4f}, {t['seconds']:.2f} s\n" + format_eval(e, e["seconds"])
     )

@@ -273,6 +273,13 @@ def save_policy(policy: MLPPolicy, path: str | Path, env_id: str, extra: dict[st
 def read_checkpoint(path: str | Path, key: str = "checkpoint") -> dict[str, Any]:
     """Load a checkpoint file safely (``weights_only``); a missing or corrupt file is a :class:`ConfigError`."""
     path = Path(path)
+    if path.is_dir():
+        inside = path / "policy.pt"
+        hint = f"the policy.pt inside it: {key}={str(inside)!r}" if inside.is_file() else "the policy.pt of a run"
+        raise ConfigError(
+            f"{key}={str(path)!r} is a directory, not a checkpoint file. Give {hint} "
+            "(e.g. checkpoint=outputs/<date>/<time>/policy.pt)."
+        )
     if not path.is_file():
         raise ConfigError(
             f"{key}={str(path)!r}: no such file. Give the path of a policy.pt written by rl-lab, "

@@ -1,6 +1,6 @@
 """Watching a policy play: a pygame window (``human``), frames for video files (``video``), GIFs in TensorBoard.
 
-Headless facts this module is built on (see ECOSYSTEM.md §3-4):
+Headless facts this module is built on (checked with pygame 2.6.1, pygame-ce 2.5.8 and gymnasium 1.4.0):
 
 * ``render_mode="human"`` never fails without a display: SDL silently falls back to its ``offscreen``
   driver and nothing is shown. So we decide ourselves whether a window is possible
