@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from rl_lab.collect import collect
+from rl_lab.collect import check_selectable, collect
 from rl_lab.config import Config
 from rl_lab.data import Dataset, load_dataset
-from rl_lab.envs import EnvInfo, env_info, make_vec_env
+from rl_lab.envs import EnvInfo, env_info, make_vec_env, resolve_backend
 from rl_lab.errors import ConfigError
 from rl_lab.evaluate import EvalReport, evaluate, merge_reports
 from rl_lab.policy import MLPPolicy, act_fn, load_policy, read_checkpoint, save_policy
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 # Stream ids for derive_seed: each stage of each round draws from its own stream.
 COLLECT, BEHAVIOUR, TRAIN, EVAL, RENDER = 1, 2, 3, 4, 5
+INIT = 6  # a round's freshly initialised weights (round 0, and every round without trainer.warm_start)
 
 
 class StopFlag:
@@ -79,6 +80,7 @@ def run(cfg: Config, out_dir: str | Path, stop: StopFlag | None = None) -> dict[
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     info = env_info(cfg.env.id)
+    backend = resolve_backend(info.id, cfg.env.backend)  # a backend that can't run this env fails before any work
     if cfg.plots:
         from rl_lab.summary import check_plots_available
 
@@ -87,7 +89,7 @@ def run(cfg: Config, out_dir: str | Path, stop: StopFlag | None = None) -> dict[
     tracker = Tracker(out / "tb")
     tracker.config_table(flatten(asdict(cfg)))
     metrics: dict[str, Any] = resume["metrics"] if resume else {"status": "running", "rounds": []}
-    metrics.update(status="running", env_id=info.id, seed=cfg.seed, device=device)
+    metrics.update(status="running", env_id=info.id, seed=cfg.seed, device=device, backend=backend)
     elites: list[Dataset] = []
     policy: MLPPolicy | None = None
     opt_state: dict[str, Any] | None = None
@@ -179,7 +181,12 @@ def _round(
 
     # --- train -------------------------------------------------------------------------------
     warm = prev is not None and cfg.trainer.warm_start
-    policy = prev if warm else build_policy(cfg, info)
+    if warm:
+        policy = prev
+    else:  # fresh weights from the round's own seed, so a resumed run starts round k as an uninterrupted one
+        with torch.random.fork_rng(devices=[]):  # leave the global RNG untouched
+            torch.manual_seed(derive_seed(cfg.seed, INIT, k))
+            policy = build_policy(cfg, info)
     train_state = None
     if resume and resume.get("round") == k and resume.get("state") is not None:
         policy.load_state_dict(resume["state_dict"])
@@ -204,6 +211,7 @@ def _round(
         device=device,
         on_epoch=on_epoch,
         resume=train_state,
+        optimizer_state=prev_opt if warm else None,  # warm start: continue the previous round's Adam moments
         should_stop=stop,
     )
     tracker.scalars({"time/train_samples_per_second": result.samples * epochs / max(result.seconds, 1e-9)}, k)
@@ -277,13 +285,17 @@ def _collect_stage(
         else:
             behaviour = act_fn(prev, greedy=False, temperature=c.temperature, rng=rng, device="cpu")
             prev.to("cpu")
-        venv = make_vec_env(info.id, min(cfg.env.num_envs, c.episodes), c.max_steps, precision=cfg.env.precision)
+        num_envs = min(cfg.env.num_envs, c.episodes)
+        max_steps = c.max_steps or info.max_episode_steps
+        if max_steps is None:
+            raise ConfigError(f"env.id={info.id!r} has no step limit of its own: set collector.max_steps.")
+        venv = make_vec_env(info.id, num_envs, max_steps, **cfg.env.vector_options())
         try:
             ds, stats = collect(
                 venv,
                 behaviour,
                 c.episodes,
-                max_steps=c.max_steps,
+                max_steps=max_steps,
                 seed=derive_seed(cfg.seed, COLLECT, k),
                 min_score=c.min_score,
                 top_fraction=c.top_fraction,
@@ -292,6 +304,7 @@ def _collect_stage(
         finally:
             venv.close()
         env_steps, sps = stats.env_steps, stats.steps_per_second
+        check_selectable(ds, info.id, max_steps)
         if ds.kept_episodes == 0:
             best = float(ds.episode_returns.max())
             suggest = float(np.quantile(ds.episode_returns, 0.9))
@@ -371,7 +384,7 @@ def evaluate_policy(
             seed=seed,
             reward_threshold=info.reward_threshold,
             should_stop=stop,
-            precision=cfg.env.precision,
+            **cfg.env.vector_options(),
         )
     report = merge_reports(
         rendered,

@@ -107,3 +107,126 @@ def test_report_md_always_report_png_with_plots_true(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"plots=true .*pip install -e \"\.\[plots\]\""):
         run(cfg, tmp_path / "missing")  # refused before any work, not after the run
     assert not (tmp_path / "missing" / "metrics.json").exists()
+
+
+def _round_checkpoints(out, rounds):
+    from rl_lab.policy import read_checkpoint
+
+    return [read_checkpoint(out / f"round_{k}" / "policy.pt") for k in range(rounds)]
+
+
+def test_warm_start_carries_adam_state_across_rounds(tmp_path):
+    """trainer.warm_start continues the previous round's Adam: step counts add up, moments carry over."""
+    import math
+
+    import torch
+
+    from rl_lab.pipeline import TRAIN, build_policy
+    from rl_lab.envs import env_info
+    from rl_lab.policy import MLPPolicy
+    from rl_lab.train import fit, split
+    from rl_lab.utils import derive_seed
+
+    cfg = bandit_config(rounds=3, epochs=2, batch_size=48, val_fraction=0.1)
+    run(cfg, tmp_path)
+    payloads = _round_checkpoints(tmp_path, 3)
+    total = 0
+    for k, payload in enumerate(payloads):
+        ds = load_dataset(tmp_path / f"round_{k}" / "dataset.npz")
+        n_train = len(split(ds.samples, cfg.trainer.val_fraction, 0)[0])
+        total += cfg.trainer.epochs * math.ceil(n_train / cfg.trainer.batch_size)  # train.py keeps the last, short batch
+        steps = {float(s) for s in payload["extra"]["optimizer"]["step"]}
+        assert steps == {float(total)}, f"round {k}: Adam step count {steps}, expected {total} (carried over)"
+
+    # The moments are not reset: round 2 is exactly round 1's weights + Adam state trained on round 2's data.
+    info = env_info(cfg.env.id)
+    ds = load_dataset(tmp_path / "round_2" / "dataset.npz")
+    prev = payloads[1]
+    expected = payloads[2]["state_dict"]
+
+    def refit(optimizer_state):
+        policy = MLPPolicy(**prev["kwargs"])
+        policy.load_state_dict(prev["state_dict"])
+        fit(policy, ds.obs, ds.actions, cfg.trainer, seed=derive_seed(cfg.seed, TRAIN, 2), optimizer_state=optimizer_state)
+        return policy.state_dict()
+
+    carried = refit(prev["extra"]["optimizer"])
+    assert all(torch.equal(carried[n], expected[n]) for n in expected)
+    fresh = refit(None)
+    assert not all(torch.equal(fresh[n], expected[n]) for n in expected), "a fresh Adam gives the same weights"
+    assert build_policy(cfg, info).kwargs == prev["kwargs"]
+
+
+def test_fresh_weights_come_from_the_round_seed_and_no_adam_state_is_kept(tmp_path, monkeypatch):
+    """Without warm_start every round starts from weights seeded by derive_seed(seed, INIT, k), not torch's global RNG."""
+    import torch
+
+    import rl_lab.pipeline as pipeline
+    from rl_lab.envs import env_info
+    from rl_lab.utils import derive_seed
+
+    built = []
+    real_build = pipeline.build_policy
+
+    def build_policy(cfg, info):
+        policy = real_build(cfg, info)
+        built.append(pipeline.weights_hash(policy))
+        torch.rand(7)  # consume the global RNG: the next round's weights must not depend on it
+        return policy
+
+    monkeypatch.setattr(pipeline, "build_policy", build_policy)
+    cfg = bandit_config(rounds=3, warm_start=False)
+    run(cfg, tmp_path)
+    info = env_info(cfg.env.id)
+    expected = []
+    for k in range(3):
+        torch.manual_seed(derive_seed(cfg.seed, pipeline.INIT, k))
+        expected.append(pipeline.weights_hash(real_build(cfg, info)))
+    assert built == expected and len(set(built)) == 3
+    assert all("optimizer" not in p["extra"] for p in _round_checkpoints(tmp_path, 3))
+
+
+@pytest.mark.parametrize("warm_start", [True, False])
+@pytest.mark.parametrize("where", ["between_rounds", "mid_training"])
+def test_multi_round_resume_is_bit_identical(tmp_path, monkeypatch, warm_start, where):
+    """Interrupted in round 1 (mid-training) or before round 2, then resumed: every round as uninterrupted."""
+    import rl_lab.pipeline as pipeline
+
+    cfg = bandit_config(rounds=3, warm_start=warm_start, epochs=3)
+    full = run(cfg, tmp_path / "a")
+
+    flag = pipeline.StopFlag()
+    if where == "between_rounds":
+        real_collect = pipeline._collect_stage
+
+        def collect_stage(cfg, info, k, *args):
+            if k == 2:
+                raise KeyboardInterrupt
+            return real_collect(cfg, info, k, *args)
+
+        monkeypatch.setattr(pipeline, "_collect_stage", collect_stage)
+    else:
+        real_save = pipeline.save_policy
+
+        def save_policy(policy, path, env_id, extra=None):
+            out = real_save(policy, path, env_id, extra)
+            if (extra or {}).get("round") == 1 and (extra or {}).get("epoch") == 1:
+                flag.stop = True  # fit polls it at the next batch: round 1 stops after its first epoch
+            return out
+
+        monkeypatch.setattr(pipeline, "save_policy", save_policy)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "b", stop=flag)
+    monkeypatch.undo()
+    part = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert part["status"] == "interrupted"
+    assert len(part["rounds"]) == (2 if where == "between_rounds" else 1)
+    assert (tmp_path / "b" / "policy_last.pt").is_file()
+
+    cfg.resume = str(tmp_path / "b")
+    resumed = run(cfg, tmp_path / "b")
+    assert resumed["status"] == "completed" and len(resumed["rounds"]) == 3
+    for k, (x, y) in enumerate(zip(full["rounds"], resumed["rounds"], strict=True)):
+        assert x["dataset_sha256"] == y["dataset_sha256"], f"round {k}: dataset differs after resume"
+        assert x["weights_sha256"] == y["weights_sha256"], f"round {k}: weights differ after resume"
+    assert full["weights_sha256"] == resumed["weights_sha256"]
