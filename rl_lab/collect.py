@@ -90,7 +90,8 @@ def collect(
         seed: reset seed of the vector env.
         min_score: keep episodes whose return is ``>= min_score`` ...
         top_fraction: ... or the best ``round(top_fraction * episodes)`` episodes (at least one; ties go to the
-            episode started first). Exactly one of the two is given.
+            episode started first), but below 1 never one tied with the worst score when some episode beat it
+            (a sparse reward's floor is no elite). Exactly one of the two is given.
         chunk: steps between two bookkeeping passes.
         should_stop: polled once per chunk; when it returns True the collection stops early and
             :class:`KeyboardInterrupt` is raised.
@@ -312,6 +313,9 @@ def _select(returns: np.ndarray, min_score: float | None, top_fraction: float | 
         order = np.lexsort((np.arange(returns.size), -returns))  # best first, ties: started first
         kept = np.zeros(returns.size, dtype=bool)
         kept[order[:k]] = True
+        floor = returns.min()
+        if top_fraction < 1.0 and returns[kept].min() == floor < returns.max():  # the share reaches the worst score:
+            kept &= returns > floor  # an episode tied with the worst is no elite (sparse rewards: Acrobot's -500)
     threshold = float(returns[kept].min()) if kept.any() else float("nan")
     return kept, threshold
 

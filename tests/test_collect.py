@@ -156,3 +156,18 @@ def test_narrowing_idle_sub_envs_changes_nothing(behaviour, num_envs, episodes):
     np.testing.assert_array_equal(native.obs, plain.obs)
     np.testing.assert_array_equal(native.actions, plain.actions)
     assert native.kept_episodes > 0
+
+
+def test_top_fraction_never_keeps_episodes_tied_with_the_worst_score():
+    """Sparse rewards (Acrobot's -500 when it never swings up): the share stops at the episodes that beat the floor."""
+    from rl_lab.collect import _select
+
+    returns = np.array([-500.0] * 8 + [-400.0, -300.0])
+    kept, threshold = _select(returns, None, 0.5)
+    np.testing.assert_array_equal(kept, returns > -500)
+    assert threshold == -400
+    returns = np.array([1.0, 2.0, 3.0, 3.0, 4.0])  # the share ends above the floor: ties as usual, started first
+    kept, threshold = _select(returns, None, 0.4)
+    np.testing.assert_array_equal(kept, [False, False, True, False, True])
+    kept, _ = _select(returns, None, 1.0)  # everything asked for: the floor is kept too
+    assert kept.all()

@@ -40,7 +40,7 @@ from seed_script import initial_population, neural_network_model  # the baseline
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from rl_lab.app import _setup_job
+from rl_lab.app import setup_job
 from rl_lab.collect import collect
 from rl_lab.config import Config, EnvConfig, TrainerConfig
 from rl_lab.envs import make_vec_env
@@ -795,7 +795,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     else:
-        _setup_job(Config())
+        setup_job(Config())
     started = datetime.now(UTC)
     t_start = time.perf_counter()
     info: dict[str, Any] = {
