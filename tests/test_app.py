@@ -1,8 +1,15 @@
-"""The real CLI in a subprocess: artifacts, TensorBoard events, rl-lab-eval, multirun, bad input, determinism."""
+"""The real CLI in a subprocess: artifacts, TensorBoard events, rl-lab-eval, multirun, bad input, determinism.
+
+The end-to-end runs are marked slow; the config errors and --help stop before any work and are not.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +19,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from rl_lab.data import load_dataset
 from rl_lab.policy import load_policy
-
-pytestmark = pytest.mark.slow
 
 SMALL = ["debug=fast", "collector.episodes=300", "evaluator.episodes=6"]
 
@@ -51,6 +56,7 @@ def check_run(out: Path) -> dict:
     return m
 
 
+@pytest.mark.slow
 def test_default_pipeline_writes_every_artifact_and_tensorboard(cli, tmp_path):
     out = run_dir(tmp_path)
     proc = cli(*SMALL, f"hydra.run.dir={out}")
@@ -82,6 +88,7 @@ def test_default_pipeline_writes_every_artifact_and_tensorboard(cli, tmp_path):
     assert any("config" in t for t in ea.Tags()["tensors"])
 
 
+@pytest.mark.slow
 def test_eval_cli_evaluates_a_saved_policy(cli, tmp_path):
     out = run_dir(tmp_path)
     assert cli(*SMALL, f"hydra.run.dir={out}").returncode == 0
@@ -94,6 +101,7 @@ def test_eval_cli_evaluates_a_saved_policy(cli, tmp_path):
     assert ev["episodes"] == 5 and ev["env_id"] == "CartPole-v1"
 
 
+@pytest.mark.slow
 def test_help_lists_the_config_groups(cli):
     proc = cli("--help")
     assert proc.returncode == 0
@@ -101,6 +109,7 @@ def test_help_lists_the_config_groups(cli):
         assert group in proc.stdout
 
 
+@pytest.mark.slow
 def test_multirun_two_jobs(cli, tmp_path):
     sweep = tmp_path / "sweep"
     proc = cli("-m", *SMALL, "trainer.lr=1e-3,1e-4", f"hydra.sweep.dir={sweep}")
@@ -111,8 +120,10 @@ def test_multirun_two_jobs(cli, tmp_path):
     assert jobs[1].name.startswith("1_") and jobs[1].name.endswith("trainer.lr=0.0001")
     for job in jobs:
         check_run(job)
+    assert (proc.stdout + proc.stderr).count("run dir:") == 2  # each job names its dir
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "overrides,needle",
     [
@@ -132,6 +143,7 @@ def test_bad_input_exits_2_with_one_paragraph_and_no_traceback(cli, tmp_path, ov
     assert not (tmp_path / "bad" / "policy.pt").exists()
 
 
+@pytest.mark.slow
 def test_missing_and_corrupt_checkpoint(cli, tmp_path):
     proc = cli(entry="rl_lab.eval")
     assert proc.returncode == 2 and "checkpoint is not set" in proc.stderr and "Traceback" not in proc.stderr
@@ -142,6 +154,7 @@ def test_missing_and_corrupt_checkpoint(cli, tmp_path):
     assert proc.returncode == 2 and "corrupt" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_same_seed_same_results_other_seed_differs(cli, tmp_path):
     runs = {}
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
@@ -161,6 +174,7 @@ def test_same_seed_same_results_other_seed_differs(cli, tmp_path):
     assert a[0] != c[0] and a[1] != c[1]
 
 
+@pytest.mark.slow
 def test_dataset_reuse_and_env_mismatch(cli, tmp_path):
     out = tmp_path / "run"
     assert cli(*SMALL, f"hydra.run.dir={out}").returncode == 0
@@ -177,3 +191,197 @@ def test_dataset_reuse_and_env_mismatch(cli, tmp_path):
     proc = cli(f"checkpoint={out / 'policy.pt'}", "env.id=Acrobot-v1", entry="rl_lab.eval")
     assert proc.returncode == 2 and "4 observations and 2 actions" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# --- config errors Hydra finds, misspelt keys, --help, the end of a run (issue 12) ----------------------
+
+
+def one_paragraph_error(proc, prog: str = "rl-lab") -> str:
+    """Exit 2, no traceback, and the message on one line starting with '<prog>: error:'."""
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 2, text
+    assert "Traceback" not in text and "HYDRA_FULL_ERROR" not in text
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: "), proc.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "overrides,needles",
+    [
+        (["trainer.epochs=abc"], ["trainer.epochs=abc", "could not be converted to Integer", "trainer.epochs=5"]),
+        (["policy.hidden_sizes=abc"], ["policy.hidden_sizes", "list[int]"]),
+        (["nonexistent_key=1"], ["nonexistent_key is not a key", "seed, device"]),
+        (["trainer.lr=["], ["trainer.lr=["]),
+        (["trainer.lr=1,2"], ["Ambiguous value", "--multirun"]),
+        (["-m", "trainer.epochs=abc,2"], ["trainer.epochs=abc", "Integer"]),
+        (["env=pendulumx"], ["env=pendulumx", "acrobot, cartpole", "env.id=Pendulum-v1"]),
+        (["env=acrobt"], ["Did you mean env=acrobot?", "env.id=Acrobot-v1"]),
+        (["-m", "env=pendulumx,cartpole"], ["env.id=Pendulum-v1"]),
+        (["policy=smal"], ["Did you mean policy=small?"]),
+    ],
+)
+def test_config_errors_hydra_finds_exit_2_in_one_paragraph(cli, tmp_path, overrides, needles):
+    proc = cli(*overrides, "debug=fast")
+    line = one_paragraph_error(proc)
+    for needle in needles:
+        assert needle in line, line
+    assert "base_" not in line  # the schemas are no options to pick
+    assert not (tmp_path / "outputs").exists() and not list(tmp_path.glob("multirun/**/.hydra"))  # no job ran
+
+
+def test_hydra_full_error_still_shows_the_traceback(tmp_path):
+    env = {**os.environ, "HYDRA_FULL_ERROR": "1"}
+    cmd = [sys.executable, "-m", "rl_lab", "trainer.epochs=abc"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 1 and "Traceback" in proc.stderr and "trainer.epochs" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args,entry",
+    [
+        (["+trainer.epoch=3"], "rl_lab"),
+        (["trainer.epoch=3"], "rl_lab"),
+        (["++trainer.epoch=3"], "rl_lab"),
+        (["-m", "+trainer.epoch=1,2", "seed=0,1"], "rl_lab"),
+        (["--cfg", "job", "+trainer.epoch=3"], "rl_lab"),
+        (["checkpoint=x.pt", "+trainer.epoch=3"], "rl_lab.eval"),
+    ],
+)
+def test_a_misspelt_key_is_refused_appended_or_not(cli, tmp_path, args, entry):
+    proc = cli(*args, "debug=fast", entry=entry)
+    line = one_paragraph_error(proc, "rl-lab-eval" if entry == "rl_lab.eval" else "rl-lab")
+    assert "trainer.epoch is not a key" in line and "Did you mean trainer.epochs?" in line
+    assert "epochs, batch_size, lr" in line  # the section's keys
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()
+
+
+def test_unknown_key_suggestions_and_the_composed_config_check():
+    from hydra import compose, initialize_config_dir
+
+    from rl_lab.app import CONFIG_DIR, to_config, unknown_key_message
+    from rl_lab.errors import ConfigError
+
+    assert "Did you mean policy.dropout?" in unknown_key_message("trainer.dropout")
+    assert "Did you mean env.id?" in unknown_key_message("env.idd")
+    assert "Did you mean" not in unknown_key_message("nonexistent_key")
+    assert "top-level keys are env, collector" in unknown_key_message("foo.bar")
+    # a '+' key that reached the job anyway (e.g. from a sweeper's parameters) is refused there too
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        cfg = compose(config_name="config", overrides=["debug=fast", "+trainer.epoch=3"])
+    with pytest.raises(ConfigError, match=r"trainer\.epoch: .*Did you mean trainer\.epochs\?"):
+        to_config(cfg)
+
+
+def test_gym_id_suggestion_is_case_and_punctuation_insensitive():
+    from rl_lab.app import gym_id_suggestion
+
+    assert gym_id_suggestion("mountaincar") == "MountainCar-v0"
+    assert gym_id_suggestion("MOUNTAIN_CAR") == "MountainCar-v0"
+    assert gym_id_suggestion("cartpole") == "CartPole-v1"  # the newest version
+    assert gym_id_suggestion("acrobt") == "Acrobot-v1"
+    assert gym_id_suggestion("zzqqxxjj") is None
+
+
+def test_help_is_rl_labs_own(cli):
+    proc = cli("--help")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert out.startswith("rl-lab: learn a policy") and "powered by Hydra" not in out
+    for text in ("rl-lab-eval checkpoint=", "rl-lab-report", "experiment=cem", "optimized_metric (default"):
+        assert text in out
+    for group in ("env:", "policy:", "collector:", "trainer:", "evaluator:", "experiment:", "launcher:"):
+        assert f"\n  {group} " in out  # listed with its options
+    assert "base_" not in out
+    assert max(len(line) for line in out.splitlines()) < 100
+    proc = cli("--help", entry="rl_lab.eval")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("rl-lab-eval: evaluate") and "powered by Hydra" not in proc.stdout
+    assert "base_" not in proc.stdout and "\n  experiment:" not in proc.stdout  # only the groups it reads
+
+
+def test_report_lines_fit_a_100_column_terminal():
+    from rl_lab.config import Config
+    from rl_lab.pipeline import format_round
+
+    c = {
+        "kept_episodes": 22640,
+        "episodes": 1_000_000,
+        "kept_fraction": 0.02264,
+        "threshold": 50.0,
+        "samples": 2_262_141,
+        "seconds": 1.83,
+    }
+    t = {"epochs": 1, "val_accuracy": None, "final_loss": 0.69314, "seconds": 123.45}
+    e = {
+        "episodes": 100000,
+        "score_mean": -123.45,
+        "score_std": 101.2,
+        "score_min": -500,
+        "score_median": -99.5,
+        "score_max": -61,
+        "success_rate": 0.4567,
+        "action_balance": [1 / 6] * 6,
+        "seconds": 12.34,
+    }
+    text = format_round(3, Config(rounds=5), c, t, e)
+    # the log's message column on a 100-column terminal is 71 wide (rich's time and level take 29)
+    assert max(len(line) for line in text.splitlines()) <= 70, text
+    assert "1 epoch," in text and "epochs" not in text
+    assert "lowest kept score 50" in text and "threshold" not in text
+    assert text.count("choice ") == 6 and "min -500, median -99.5, max -61" in text
+    assert "2 epochs," in format_round(0, Config(), c, {**t, "epochs": 2}, e)
+
+
+def test_a_checkpoint_that_is_a_directory_is_named_as_one(tmp_path):
+    from rl_lab.errors import ConfigError
+    from rl_lab.policy import read_checkpoint
+
+    with pytest.raises(ConfigError, match="is a directory") as info:
+        read_checkpoint(tmp_path)
+    assert "no such file" not in str(info.value)
+    (tmp_path / "policy.pt").write_bytes(b"")
+    with pytest.raises(
+        ConfigError, match=re.escape(f"Give the policy.pt inside it: checkpoint='{tmp_path}/policy.pt'")
+    ):
+        read_checkpoint(tmp_path)
+
+
+def test_eval_dir_is_next_to_the_checkpoint_unless_given(tmp_path):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from rl_lab.app import _eval_dir_override
+
+    odd = tmp_path / "a run, 'quoted'"
+    odd.mkdir()
+    (odd / "policy.pt").write_bytes(b"")
+    added = _eval_dir_override([f'checkpoint="{odd}/policy.pt"'])
+    values = {o.key_or_group: o.value() for o in OverridesParser.create().parse_overrides(added)}
+    stamp = "/eval/${now:%Y-%m-%d}_${now:%H-%M-%S}"
+    assert values == {"hydra.run.dir": f"{odd}{stamp}", "hydra.sweep.dir": f"{odd}{stamp}"}
+    assert _eval_dir_override([f"checkpoint={tmp_path}/missing.pt"]) == []  # the job says what is wrong
+    given = _eval_dir_override([f"checkpoint=\"{odd}/policy.pt\"", "hydra.run.dir=elsewhere"])
+    assert [a.split("=")[0] for a in given] == ["hydra.sweep.dir"]
+
+
+@pytest.mark.slow
+def test_a_run_ends_with_its_paths_and_rl_lab_eval_writes_next_to_the_policy(cli, tmp_path):
+    proc = cli(*SMALL)
+    assert proc.returncode == 0, proc.stderr
+    (run,) = (tmp_path / "outputs").glob("*/*")
+    rel = run.relative_to(tmp_path)
+    text = proc.stdout
+    for line in (
+        f"run dir:  {rel}",
+        f"policy:   {rel}/policy.pt",
+        f"evaluate: rl-lab-eval checkpoint={rel}/policy.pt",
+        f"curves:   tensorboard --logdir {rel}",
+    ):
+        assert line in text, text
+    proc = cli(f"checkpoint={rel}/policy.pt", "evaluator.episodes=3", entry="rl_lab.eval")
+    assert proc.returncode == 0, proc.stderr
+    (ev,) = (run / "eval").iterdir()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d", ev.name)
+    assert json.loads((ev / "eval.json").read_text())["episodes"] == 3 and (ev / ".hydra").is_dir()
+    assert list((tmp_path / "outputs").glob("*/*")) == [run]  # the newest dir is still the trained policy
+    assert f"run dir:  {ev.relative_to(tmp_path)}" in proc.stdout

@@ -56,3 +56,12 @@ def test_human_without_a_display_is_refused_with_advice(cli, tmp_path):
     assert proc.returncode == 2
     assert "evaluator.render=video" in proc.stderr and "xvfb-run" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_human_without_a_display_is_refused_before_any_work(cli, tmp_path):
+    out = tmp_path / "run"
+    proc = cli(*SMALL, "evaluator.render=human", f"hydra.run.dir={out}", env={"DISPLAY": "", "WAYLAND_DISPLAY": ""})
+    assert proc.returncode == 2, proc.stderr
+    assert "evaluator.render=video" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (out / "dataset.npz").exists() and not (out / "policy.pt").exists()  # nothing collected or trained
+    assert "collect:" not in proc.stdout
