@@ -86,6 +86,7 @@ class EvaluatorConfig:
     """Evaluation episodes of the trained policy."""
 
     episodes: int = 100
+    screen_episodes: int = 0  # rounds with stop_score: play this many first, the full evaluation only if it may pass
     greedy: bool = True  # argmax actions; False samples from the softmax
     max_steps: int | None = None  # None: the env's own limit (500 for CartPole-v1)
     render: str = "none"  # none | human | video
@@ -170,6 +171,11 @@ def validate(cfg: Config, *, training: bool = True) -> Config:
 
     ev = cfg.evaluator
     _positive_int("evaluator.episodes", ev.episodes, "the number of evaluation episodes")
+    if isinstance(ev.screen_episodes, bool) or not isinstance(ev.screen_episodes, int) or ev.screen_episodes < 0:
+        raise ConfigError(
+            f"evaluator.screen_episodes={ev.screen_episodes!r} is not allowed: give how many greedy episodes screen "
+            "a round before its full evaluation (0 = no screen; 10 is a good value with stop_score)."
+        )
     if ev.max_steps is not None:
         _positive_int("evaluator.max_steps", ev.max_steps, "the evaluation step limit")
     _choice("evaluator.render", ev.render, RENDER_MODES)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 # Stream ids for derive_seed: each stage of each round draws from its own stream.
 COLLECT, BEHAVIOUR, TRAIN, EVAL, RENDER = 1, 2, 3, 4, 5
+SCREEN = 1  # sub-stream of EVAL: a round's screening episodes (evaluator.screen_episodes)
 INIT = 6  # a round's freshly initialised weights (round 0, and every round without trainer.warm_start)
 
 
@@ -233,20 +234,29 @@ def _round(
     }
 
     # --- evaluate ------------------------------------------------------------------------------
-    report = evaluate_policy(
-        policy,
-        cfg,
-        info,
-        seed=derive_seed(cfg.seed, EVAL, k),
-        device=device,
-        stop=stop,
-        out_dir=rdir,
-        tracker=tracker,
-        step=k,
-    )
+    report = _screen(policy, cfg, info, k, device, stop, rdir)  # a quick look first, where it may settle it
+    screened = report is not None
+    if report is None:
+        report = evaluate_policy(
+            policy,
+            cfg,
+            info,
+            seed=derive_seed(cfg.seed, EVAL, k),
+            device=device,
+            stop=stop,
+            out_dir=rdir,
+            tracker=tracker,
+            step=k,
+        )
+    else:
+        log_eval(tracker, report, k)
     summary = report.summary()
     write_json(rdir / "eval.json", summary)
-    efig = {**{key: v for key, v in summary.items() if key != "scores"}, "seconds": report.seconds}
+    efig = {
+        **{key: v for key, v in summary.items() if key != "scores"},
+        "seconds": report.seconds,
+        "screened": screened,
+    }
     figures = {
         "round": k,
         "collect": cfig,
@@ -396,27 +406,42 @@ def evaluate_policy(
     )
     if ev.render == "video":
         _write_videos(report, out_dir, ev.video_format, ev.fps or info.render_fps, tracker, step)
-    if tracker is not None:
-        s = report.summary()
-        tracker.scalars(
-            {
-                f"eval/{key}": s[key]
-                for key in (
-                    "score_mean",
-                    "score_std",
-                    "score_min",
-                    "score_median",
-                    "score_max",
-                    "success_rate",
-                    "length_mean",
-                )
-            },
-            step,
-        )
-        tracker.scalars({"time/eval_steps_per_second": report.lengths.sum() / max(report.seconds, 1e-9)}, step)
-        tracker.histogram("eval/scores", report.scores, step)
-        tracker.action_balance("eval", report.action_balance, report.action_counts, step)
+    log_eval(tracker, report, step)
     return report
+
+
+def log_eval(tracker: Tracker | None, report: EvalReport, step: int) -> None:
+    """Log an evaluation's ``eval/*`` scalars, histograms and action balance at ``step``."""
+    if tracker is None:
+        return
+    s = report.summary()
+    keys = ("score_mean", "score_std", "score_min", "score_median", "score_max", "success_rate", "length_mean")
+    tracker.scalars({f"eval/{key}": s[key] for key in keys}, step)
+    tracker.scalars({"time/eval_steps_per_second": report.lengths.sum() / max(report.seconds, 1e-9)}, step)
+    tracker.histogram("eval/scores", report.scores, step)
+    tracker.action_balance("eval", report.action_balance, report.action_counts, step)
+
+
+def _screen(
+    policy: MLPPolicy, cfg: Config, info: EnvInfo, k: int, device: str, stop: StopFlag | None, rdir: Path
+) -> EvalReport | None:
+    """``evaluator.screen_episodes`` greedy episodes before a round's full evaluation; their report when they settle it.
+
+    Only rounds that could stop the run are screened (``stop_score`` set, not the last round). When
+    even ``mean + 3 standard errors`` of the screen is below ``stop_score``, a full evaluation could
+    hardly reach it: the round reports the screen (``eval.screened``) and the run goes on. Otherwise
+    the full ``evaluator.episodes`` evaluation runs as without a screen (same seed, same episodes), so
+    "solved" keeps its meaning: a full greedy evaluation at or above ``stop_score``.
+    """
+    n = cfg.evaluator.screen_episodes
+    if cfg.stop_score is None or n < 2 or n >= cfg.evaluator.episodes or k == cfg.rounds - 1:
+        return None
+    quick = replace(cfg, evaluator=replace(cfg.evaluator, episodes=n, render="none"))
+    seed = derive_seed(cfg.seed, EVAL, k, SCREEN)
+    pre = evaluate_policy(policy, quick, info, seed=seed, device=device, stop=stop, out_dir=rdir, tracker=None, step=k)
+    s = pre.scores
+    upper = s.mean() + 3.0 * s.std(ddof=1) / np.sqrt(s.size)
+    return pre if upper < cfg.stop_score else None
 
 
 def _write_videos(report: EvalReport, out_dir: Path, fmt: str, fps: float, tracker: Tracker | None, step: int) -> None:

@@ -230,3 +230,31 @@ def test_multi_round_resume_is_bit_identical(tmp_path, monkeypatch, warm_start, 
         assert x["dataset_sha256"] == y["dataset_sha256"], f"round {k}: dataset differs after resume"
         assert x["weights_sha256"] == y["weights_sha256"], f"round {k}: weights differ after resume"
     assert full["weights_sha256"] == resumed["weights_sha256"]
+
+
+def test_screening_skips_full_evaluations_that_cannot_pass_and_changes_nothing_else(tmp_path):
+    """evaluator.screen_episodes: hopeless rounds report their screen; the stopping round is a full evaluation."""
+    plain_cfg = bandit_config(rounds=6, stop_score=19.5)  # the early rounds are far from it, the later ones close
+    screened_cfg = bandit_config(rounds=6, stop_score=19.5)
+    screened_cfg.evaluator.screen_episodes = 5
+    plain = run(plain_cfg, tmp_path / "plain")
+    quick = run(screened_cfg, tmp_path / "screened")
+    assert [r["weights_sha256"] for r in quick["rounds"]] == [r["weights_sha256"] for r in plain["rounds"]]
+    flags = [r["eval"]["screened"] for r in quick["rounds"]]
+    assert any(flags) and not flags[-1]  # some hopeless rounds were screened; the last one never is
+    for r, p in zip(quick["rounds"], plain["rounds"], strict=True):
+        if r["eval"]["screened"]:
+            assert r["eval"]["episodes"] == 5 and r["eval"]["score_mean"] < 19.5
+        else:  # a full evaluation: the same episodes as without a screen
+            assert r["eval"] == {**p["eval"], "seconds": r["eval"]["seconds"]}
+    assert quick["eval"] == {**plain["eval"], "seconds": quick["eval"]["seconds"]}  # the final report: a full one
+    assert quick["eval"]["episodes"] == 20 and flags[0] and not all(flags[:-1])
+
+
+def test_screen_episodes_must_be_a_count():
+    cfg = bandit_config(rounds=2)
+    cfg.evaluator.screen_episodes = -1
+    with pytest.raises(ConfigError, match="evaluator.screen_episodes=-1"):
+        from rl_lab.config import validate
+
+        validate(cfg)
