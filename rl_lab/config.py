@@ -54,7 +54,8 @@ class CollectorConfig:
     min_score: float | None = 50.0  # keep episodes scoring >= min_score ...
     top_fraction: float | None = None  # ... or the best top_fraction of them (exactly one of the two is set)
     behaviour: str = "random"  # random | policy (the previous round's policy; round 0 is always random)
-    temperature: float = 1.0  # softmax temperature of the policy behaviour
+    temperature: float = 1.0  # softmax temperature of the policy behaviour (round 1)
+    temperature_decay: float = 1.0  # rounds: each round after round 1 multiplies the temperature by this, in (0, 1]
     accumulate: bool = False  # rounds: train on the elites of all rounds so far instead of this round's only
     dataset: str | None = None  # train on this existing dataset.npz instead of collecting
 
@@ -206,6 +207,11 @@ def _validate_collector(c: CollectorConfig) -> None:
     _choice("collector.behaviour", c.behaviour, BEHAVIOURS)
     if not (c.temperature > 0 and math.isfinite(c.temperature)):
         raise ConfigError(f"collector.temperature={c.temperature!r} must be a positive number (1.0 = plain softmax).")
+    if not (0.0 < c.temperature_decay <= 1.0):
+        raise ConfigError(
+            f"collector.temperature_decay={c.temperature_decay!r} is outside (0, 1]: each round multiplies the "
+            "behaviour's temperature by it (1.0 = a constant temperature, 0.9 = 10% greedier each round)."
+        )
     if (c.min_score is None) == (c.top_fraction is None):
         both = "both are set" if c.min_score is not None else "neither is set"
         raise ConfigError(

@@ -293,7 +293,8 @@ def _collect_stage(
         if prev is None or c.behaviour == "random":
             behaviour: Any = rng  # uniform random actions, drawn a chunk at a time
         else:
-            behaviour = act_fn(prev, greedy=False, temperature=c.temperature, rng=rng, device="cpu")
+            temperature = c.temperature * c.temperature_decay ** (k - 1)  # round 1 plays at collector.temperature
+            behaviour = act_fn(prev, greedy=False, temperature=temperature, rng=rng, device="cpu")
             prev.to("cpu")
         num_envs = min(cfg.env.num_envs, c.episodes)
         max_steps = c.max_steps or info.max_episode_steps

@@ -258,3 +258,26 @@ def test_screen_episodes_must_be_a_count():
         from rl_lab.config import validate
 
         validate(cfg)
+
+
+def test_temperature_decay_makes_each_round_greedier(tmp_path, monkeypatch):
+    import rl_lab.pipeline as pipeline
+
+    seen = []
+    real = pipeline.act_fn
+
+    def spy(policy, greedy=True, temperature=1.0, **kw):
+        if not greedy:
+            seen.append(temperature)
+        return real(policy, greedy=greedy, temperature=temperature, **kw)
+
+    monkeypatch.setattr(pipeline, "act_fn", spy)
+    cfg = bandit_config(rounds=4)
+    cfg.collector.temperature, cfg.collector.temperature_decay = 2.0, 0.5
+    run(cfg, tmp_path)
+    assert seen == [2.0, 1.0, 0.5]  # rounds 1, 2, 3 (round 0 plays uniformly at random)
+    cfg.collector.temperature_decay = 0.0
+    with pytest.raises(ConfigError, match="collector.temperature_decay=0.0"):
+        from rl_lab.config import validate
+
+        validate(cfg)
