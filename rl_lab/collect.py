@@ -13,12 +13,15 @@ How the bookkeeping works (written once, here):
   is ``t + 2``.
 - **Every step is recorded**, the first one included (the original blog script paired each
   action with the previous observation and so dropped the first step of every episode).
-- **Streaming.** Observations and actions go into a ring buffer of ``max_steps + chunk + 1`` rows
-  per sub-env. At most every ``chunk`` steps (a *pass*) the episodes that ended are found in one
-  vectorized pass, filtered and (if kept) gathered out of the ring. Returns are summed as the
-  episode plays, in float64 and in step order. With ``min_score`` only kept steps are ever stored,
+- **Streaming.** Observations, actions and rewards go into a ring buffer of ``max_steps + chunk + 1``
+  rows per sub-env. The observation a step returns is written into the next row at once, so an
+  episode that ended at step ``t`` finds its final observation in row ``t + 1`` (the NEXT_STEP
+  reset step's row, whose action is ignored). At most every ``chunk`` steps (a *pass*) the
+  episodes that ended are found in one vectorized pass, filtered and (if kept) gathered out of
+  the ring. Returns are summed as the episode plays, in float64 and in step order. With ``min_score`` only kept steps are ever stored,
   so memory does not grow with the number of episodes; ``top_fraction`` needs every episode's
-  steps until the end (memory grows with the total number of steps).
+  steps until the end (memory grows with the total number of steps). Each kept episode also keeps
+  its per-step rewards, its final observation and whether it ended by termination (else truncation).
 - **Idle tail.** Once every episode has started, a sub-env that ends its episode has nothing left
   to do. Envs that can ``narrow()`` (rl_lab's CartPole) drop their idle sub-envs: a pass ends
   early once a quarter of the stepped sub-envs have ended, and when at least half are idle the
@@ -97,7 +100,8 @@ def collect(
             :class:`KeyboardInterrupt` is raised.
 
     Returns:
-        The dataset (``meta`` holds ``threshold``, the lowest score kept) and throughput figures.
+        The dataset (``meta`` holds ``threshold``, the lowest score kept; ``rewards``, ``terminated`` and
+        ``final_obs`` hold the kept episodes' full transitions) and throughput figures.
 
     Example:
         >>> from rl_lab.envs import make_vec_env
@@ -119,10 +123,12 @@ def collect(
     # Actions are stored narrow (uint8 for up to 256 actions) but reach the env as the space's own
     # dtype: MountainCar and LunarLander compute ``action - 1``, which wraps around in uint8.
     act_ring = np.empty((ring_len, n_full), dtype=np.min_scalar_type(n_actions - 1))
+    rew_ring = np.empty((ring_len, n_full), dtype=np.float64)  # each step's reward, exact for any env dtype
     env_dtype = venv.single_action_space.dtype
     # Per pass (at most ``chunk`` steps): which sub-envs ended at each step, and the return of the
     # episode so far, accumulated in float64 in step order (the same sum as adding them one by one).
     done_buf = np.zeros((chunk, n_full), dtype=bool)
+    term_buf = np.zeros((chunk, n_full), dtype=bool)  # ... and which of them terminated (else: truncated)
     ret_buf = np.zeros((chunk, n_full), dtype=np.float64)
     score = np.zeros(n_full, dtype=np.float64)  # each sub-env's running return (0 on NEXT_STEP reset steps)
     uniform = isinstance(behaviour, np.random.Generator)
@@ -135,10 +141,12 @@ def collect(
     started, finished = min(n_full, episodes), 0
     returns = np.zeros(episodes, dtype=np.float64)
     lengths = np.zeros(episodes, dtype=np.int64)
-    blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # (ids, lengths, obs, actions)
+    # (ids, lengths, obs, actions, rewards, terminated, final obs) of the episodes gathered in one pass
+    blocks: list[tuple[np.ndarray, ...]] = []
     draws = live_draws = np.empty((0, 0), dtype=np.int64)
 
     t = env_steps = 0
+    obs_ring[0, :, :n] = obs.T
     while finished < episodes:
         if should_stop is not None and should_stop():
             raise KeyboardInterrupt
@@ -149,7 +157,6 @@ def collect(
         dones = 0
         while True:
             r = t % ring_len
-            obs_ring[r, :, :n] = obs.T
             action = act_ring[r, :n]
             if uniform:  # drawn a chunk at a time for all sub-envs, so narrowing never changes the stream
                 if t % chunk == 0:
@@ -162,9 +169,12 @@ def collect(
                 obs_full[live] = obs
                 action[...] = behaviour(obs_full)[live]
             obs, reward, terminated, truncated, _ = venv.step(action.astype(env_dtype))
+            obs_ring[(t + 1) % ring_len, :, :n] = obs.T  # the next step's input, or the final obs of an episode
+            rew_ring[r, :n] = reward
             i = t - t0
             done, ret, sc = done_buf[i, :n], ret_buf[i, :n], score[:n]
             np.logical_or(terminated, truncated, out=done)
+            term_buf[i, :n] = terminated
             np.add(sc, reward, out=ret)
             np.copyto(sc, ret)
             np.copyto(sc, 0.0, where=done)
@@ -181,24 +191,29 @@ def collect(
         ev_i, ev_e = ev_i[keep_ev], ev_e[keep_ev]
         if ev_i.size == 0:
             continue
-        ep_ret = ret_buf[ev_i, ev_e]
+        ep_ret, ep_term = ret_buf[ev_i, ev_e], term_buf[ev_i, ev_e]
         ev_t = ev_i + t0
         ids, starts, ends, envs, started, order = _episode_ends(
             ev_t, ev_e, env_ep[:n], env_start[:n], started, episodes
         )
-        ep_len, ep_ret = ends - starts + 1, ep_ret[order]
+        ep_len, ep_ret, ep_term = ends - starts + 1, ep_ret[order], ep_term[order]
         returns[ids], lengths[ids] = ep_ret, ep_len
         finished += ids.size
         sel = np.flatnonzero(ep_ret >= min_score) if min_score is not None else np.arange(ids.size)
         if sel.size:
             t_sel = _ranges(starts[sel], ep_len[sel]) % ring_len  # every row of every kept episode
             e_sel = np.repeat(envs[sel], ep_len[sel])
-            blocks.append((ids[sel], ep_len[sel], obs_ring[t_sel, :, e_sel], act_ring[t_sel, e_sel]))
+            e_end = envs[sel]
+            blocks.append((
+                ids[sel], ep_len[sel], obs_ring[t_sel, :, e_sel], act_ring[t_sel, e_sel], rew_ring[t_sel, e_sel],
+                ep_term[sel], obs_ring[(ends[sel] + 1) % ring_len, :, e_end],
+            ))  # fmt: skip
         if narrow is not None and started == episodes and finished < episodes:
             keep = np.flatnonzero(env_ep[:n] >= 0)
             # Only when no kept sub-env awaits its autoreset (its draw is shared with the dropped ones).
             if 2 * keep.size <= n and not np.any(env_start[keep] > t):
-                _narrow_rings(keep, (obs_ring, act_ring), int(env_start[keep].min()), t, ring_len)
+                # rows up to t: row t already holds the observation the next step starts from
+                _narrow_rings(keep, (obs_ring, act_ring, rew_ring), int(env_start[keep].min()), t + 1, ring_len)
                 env_ep[: keep.size], env_start[: keep.size] = env_ep[keep], env_start[keep]
                 score[: keep.size] = score[keep]
                 live, obs, n = live[keep], obs[keep], keep.size
@@ -206,14 +221,23 @@ def collect(
                 live_draws = draws[:, live] if uniform and draws.size else live_draws
 
     kept, threshold = _select(returns, min_score, top_fraction)
-    obs_out, act_out = _assemble(blocks, kept, obs_dim)
+    obs_out, act_out, rew_out, term_out, final_out = _assemble(blocks, kept, obs_dim)
     dataset = Dataset(
         obs=obs_out,
         actions=act_out,
         episode_returns=returns,
         episode_lengths=lengths,
         kept=kept,
-        meta={"threshold": threshold, "min_score": min_score, "top_fraction": top_fraction, "seed": seed},
+        meta={
+            "threshold": threshold,
+            "min_score": min_score,
+            "top_fraction": top_fraction,
+            "seed": seed,
+            "max_steps": max_steps,
+        },
+        rewards=rew_out,
+        terminated=term_out,
+        final_obs=final_out,
     )
     stats = CollectStats(env_steps=env_steps, useful_steps=int(lengths.sum()), seconds=time.perf_counter() - t_begin)
     return dataset, stats
@@ -320,18 +344,21 @@ def _select(returns: np.ndarray, min_score: float | None, top_fraction: float | 
     return kept, threshold
 
 
-def _assemble(
-    blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], kept: np.ndarray, obs_dim: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate the kept episodes' steps in episode-id order."""
+def _assemble(blocks: list[tuple[np.ndarray, ...]], kept: np.ndarray, obs_dim: int) -> tuple[np.ndarray, ...]:
+    """Concatenate the kept episodes' steps in episode-id order.
+
+    Returns:
+        ``(obs, actions, rewards, terminated, final_obs)``: per step, per step, per step, per kept
+        episode, per kept episode.
+    """
     if not blocks:
-        return np.zeros((0, obs_dim), dtype=np.float32), np.zeros(0, dtype=np.int64)
-    ids = np.concatenate([b[0] for b in blocks])
-    lens = np.concatenate([b[1] for b in blocks])
-    obs = np.concatenate([b[2] for b in blocks])
-    act = np.concatenate([b[3] for b in blocks])
+        return (
+            np.zeros((0, obs_dim), dtype=np.float32), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64),
+            np.zeros(0, dtype=bool), np.zeros((0, obs_dim), dtype=np.float32),
+        )  # fmt: skip
+    ids, lens, obs, act, rew, term, final = (np.concatenate([b[j] for b in blocks]) for j in range(7))
     offsets = np.cumsum(lens) - lens
     order = np.argsort(ids, kind="stable")
     order = order[kept[ids[order]]]
     rows = _ranges(offsets[order], lens[order])
-    return obs[rows], act[rows]
+    return obs[rows], act[rows], rew[rows], term[order], final[order]

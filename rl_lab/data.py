@@ -5,7 +5,14 @@ Layout (all plain arrays, so ``np.load(..., allow_pickle=False)`` reads it):
 - ``obs`` ``(samples, obs_dim)`` float32 and ``actions`` ``(samples,)`` int64: the steps of the kept
   episodes, concatenated in episode order, first step of each episode included;
 - ``episode_returns`` / ``episode_lengths`` / ``kept`` ``(episodes,)``: every collected episode;
+- the kept episodes' full transitions (what a Minari episode needs):
+  ``rewards`` ``(samples,)`` float64, aligned with ``obs``/``actions``;
+  ``terminated`` ``(kept episodes,)`` bool: the episode ended by termination (else it was truncated);
+  ``final_obs`` ``(kept episodes, obs_dim)`` float32: the observation returned by its last step;
 - ``meta``: a JSON string (env id, seed, filter, threshold, counts).
+
+The format stays ``rl_lab.dataset/1``: the transition arrays are optional, so files written before
+they existed still load (with ``rewards``, ``terminated`` and ``final_obs`` set to None).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from rl_lab.utils import atomic_path, sha256_arrays
 
 DATASET_FORMAT = "rl_lab.dataset/1"
 _ARRAYS = ("obs", "actions", "episode_returns", "episode_lengths", "kept")
+_OPTIONAL = ("rewards", "terminated", "final_obs")  # absent from files written before they were recorded
 
 
 @dataclass
@@ -35,6 +43,14 @@ class Dataset:
     episode_lengths: np.ndarray  # (episodes,) int64
     kept: np.ndarray  # (episodes,) bool
     meta: dict[str, Any] = field(default_factory=dict)
+    rewards: np.ndarray | None = None  # (samples,) float64, per step of the kept episodes
+    terminated: np.ndarray | None = None  # (kept episodes,) bool: ended by termination, else truncation
+    final_obs: np.ndarray | None = None  # (kept episodes, obs_dim) float32: the obs its last step returned
+
+    @property
+    def has_transitions(self) -> bool:
+        """Whether the kept episodes' rewards, terminations and final observations are recorded."""
+        return all(getattr(self, name) is not None for name in _OPTIONAL)
 
     @property
     def samples(self) -> int:
@@ -53,13 +69,17 @@ class Dataset:
 
     def content_hash(self) -> str:
         """SHA-256 of the arrays (not of the compressed file)."""
-        return sha256_arrays({name: getattr(self, name) for name in _ARRAYS})
+        return sha256_arrays(self._arrays())
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        names = (*_ARRAYS, *(n for n in _OPTIONAL if getattr(self, n) is not None))
+        return {name: getattr(self, name) for name in names}
 
     def save(self, path: str | Path) -> Path:
         """Write a compressed ``.npz`` atomically."""
         meta = json.dumps({"format": DATASET_FORMAT, **self.meta}, sort_keys=True)
         with atomic_path(path, suffix=".npz") as tmp:
-            np.savez_compressed(tmp, meta=np.array(meta), **{name: getattr(self, name) for name in _ARRAYS})
+            np.savez_compressed(tmp, meta=np.array(meta), **self._arrays())
         return Path(path)
 
 
@@ -70,7 +90,7 @@ def load_dataset(path: str | Path, key: str = "collector.dataset") -> Dataset:
         raise ConfigError(f"{key}={str(path)!r}: no such file. Give the path of a dataset.npz written by rl-lab.")
     try:
         with np.load(path, allow_pickle=False) as f:
-            arrays = {name: f[name] for name in (*_ARRAYS, "meta")}
+            arrays = {name: f[name] for name in (*_ARRAYS, "meta", *(n for n in _OPTIONAL if n in f.files))}
         meta = json.loads(str(arrays.pop("meta")))
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as e:
         raise ConfigError(
@@ -82,4 +102,11 @@ def load_dataset(path: str | Path, key: str = "collector.dataset") -> Dataset:
     ds = Dataset(meta=meta, **arrays)
     if ds.obs.ndim != 2 or ds.obs.shape[0] != ds.actions.shape[0] or ds.kept.shape != ds.episode_returns.shape:
         raise ConfigError(f"{key}={str(path)!r}: the arrays have inconsistent shapes; the file is damaged.")
+    n_kept = ds.kept_episodes
+    if (
+        (ds.rewards is not None and ds.rewards.shape != ds.actions.shape)
+        or (ds.terminated is not None and ds.terminated.shape != (n_kept,))
+        or (ds.final_obs is not None and ds.final_obs.shape != (n_kept, ds.obs.shape[1]))
+    ):
+        raise ConfigError(f"{key}={str(path)!r}: the transition arrays have inconsistent shapes; the file is damaged.")
     return ds
