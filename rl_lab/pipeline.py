@@ -280,8 +280,14 @@ def _collect_stage(
     path = rdir / "dataset.npz"
     t0 = time.perf_counter()
     env_steps, sps = None, None
+    minari_ref = c.dataset if (c.dataset and k == 0 and c.dataset.startswith("minari:")) else None
     reuse = Path(c.dataset) if (c.dataset and k == 0) else (path if cfg.resume and path.is_file() else None)
-    if reuse is not None:
+    if minari_ref is not None:  # someone's recorded episodes, filtered by rl_lab's rule (rl_lab.minari_io)
+        from rl_lab.minari_io import load_minari
+
+        ds = load_minari(minari_ref, env_id=info.id, min_score=c.min_score, top_fraction=c.top_fraction)
+        ds.save(path)
+    elif reuse is not None:
         ds = load_dataset(reuse, "collector.dataset" if c.dataset else "resume")
         if ds.meta.get("env_id") != info.id:
             raise ConfigError(
