@@ -8,6 +8,13 @@ never an error. :func:`summarize` groups the jobs by their overrides minus ``see
 ignored key), and :func:`write_outputs` writes ``summary.csv``, ``summary.md`` and ``summary.png``
 into the root, atomically.
 
+With ``rliable`` installed (the ``report`` extra), each group also gets the interquartile mean
+(IQM) of its seeds' final scores with a 95% stratified-bootstrap confidence interval (Agarwal et
+al., NeurIPS 2021; :data:`IQM_REPS` resamples, seeded, so a report is reproducible), in the
+tables and in ``summary.csv`` (``iqm``, ``iqm_ci_low``, ``iqm_ci_high``; empty cells without
+rliable), and with plots on, ``summary_profile.png``: the performance profile (the share of seeds
+scoring above each score, with its 95% band) of every group.
+
 Command line::
 
     rl-lab-report multirun/2024-06-01/12-00-00 [--ignore KEY ...] [--no-plot]
@@ -16,6 +23,7 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -24,11 +32,13 @@ import math
 import os
 import statistics
 import sys
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from rl_lab.errors import ConfigError, MissingExtraError, RLLabError
@@ -38,7 +48,10 @@ log = logging.getLogger(__name__)
 
 COMPLETED = "completed"
 DEFAULTS_GROUP = "(defaults)"
-OUTPUT_NAMES = ("summary.csv", "summary.md", "summary.png")
+OUTPUT_NAMES = ("summary.csv", "summary.md", "summary.png", "summary_profile.png")
+IQM_REPS = 2000  # bootstrap resamples (rliable's default, 50,000, takes seconds per group)
+IQM_SEED = 0  # the bootstrap's seed: the same runs give the same intervals
+IQM_INSTALL = "pip install -e '.[report]'"
 
 
 @dataclass
@@ -96,6 +109,8 @@ class GroupRow:
         kept_episodes: mean of ``collect.kept_episodes`` over the completed jobs that report it.
         total_seconds: mean of ``total_seconds`` over the completed jobs that report it.
         failed: ``(job name, status)`` of each job in the group that did not complete.
+        iqm: interquartile mean of ``scores`` (rliable); None without rliable or if n == 0.
+        iqm_ci: its 95% stratified-bootstrap confidence interval ``(low, high)``, or None.
     """
 
     group: str
@@ -108,6 +123,8 @@ class GroupRow:
     kept_episodes: float | None = None
     total_seconds: float | None = None
     failed: list[tuple[str, str]] = field(default_factory=list)
+    iqm: float | None = None
+    iqm_ci: tuple[float, float] | None = None
 
     @property
     def n_failed(self) -> int:
@@ -252,13 +269,16 @@ def _sort_key(key: Sequence[str]) -> tuple[Any, ...]:
     return tuple(parts)
 
 
-def summarize(runs: Sequence[RunRecord], group_ignore: Iterable[str] = ("seed",)) -> list[GroupRow]:
+def summarize(
+    runs: Sequence[RunRecord], group_ignore: Iterable[str] = ("seed",), *, iqm: bool = True
+) -> list[GroupRow]:
     """Group jobs by their overrides (minus ``seed`` and ``group_ignore``) and aggregate each group.
 
     Args:
         runs: jobs from :func:`load_runs`.
         group_ignore: override keys (without ``+``/``++``) that do not define a group; ``seed``
             is always ignored.
+        iqm: also compute each group's IQM and its confidence interval, when rliable is installed.
 
     Returns:
         One row per group, sorted by the group's override string (numbers compared as numbers).
@@ -267,7 +287,104 @@ def summarize(runs: Sequence[RunRecord], group_ignore: Iterable[str] = ("seed",)
     groups: dict[tuple[str, ...], list[RunRecord]] = {}
     for run in runs:
         groups.setdefault(group_key(run.overrides, ignore), []).append(run)
-    return [_group_row(key, groups[key]) for key in sorted(groups, key=_sort_key)]
+    rows = [_group_row(key, groups[key]) for key in sorted(groups, key=_sort_key)]
+    if iqm and rliable_problem() is None:
+        for row in rows:
+            if row.scores:
+                row.iqm, low, high = iqm_interval(row.scores)
+                row.iqm_ci = (low, high)
+    return rows
+
+
+# --------------------------------------------------------------------------------------- IQM (rliable)
+
+
+def rliable_problem() -> str | None:
+    """None when rliable can be used; else one sentence saying how to get the IQM columns."""
+    try:
+        from rliable import library, metrics  # noqa: F401
+    except ImportError:
+        return f"IQM [95% CI] columns: install rliable with {IQM_INSTALL}."
+    except Exception as e:  # noqa: BLE001  (arch<8, which rliable pins, fails to import under pandas 3)
+        return (
+            f"IQM [95% CI] columns: rliable is installed but fails to import ({type(e).__name__}: {str(e)[:120]}); "
+            f"{IQM_INSTALL} installs versions that work together (rliable's arch<8 needs pandas<3)."
+        )
+    return None
+
+
+@contextlib.contextmanager
+def _seeded_rliable(seed: int) -> Iterator[None]:
+    """rliable's bootstrap, seeded: numpy's global generator set to ``seed`` and restored afterwards.
+
+    rliable 1.2's ``StratifiedBootstrap.update_indices`` draws its resamples from ``np.random``,
+    not from the ``random_state`` it is given, so only the global seed makes it reproducible.
+    Also silences its "Calculating estimates for ..." log line (absl) and arch's FutureWarning.
+    """
+    absl = logging.getLogger("absl")
+    level, state = absl.level, np.random.get_state()
+    absl.setLevel(logging.WARNING)
+    np.random.seed(seed)
+    try:
+        with warnings.catch_warnings():  # arch: "random_state is deprecated"
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        absl.setLevel(level)
+        np.random.set_state(state)
+
+
+def _iqm(scores: np.ndarray) -> float:
+    """rliable's ``metrics.aggregate_iqm`` (the 25% trimmed mean over all runs) in plain numpy: 5x faster."""
+    a = np.sort(scores, axis=None)
+    cut = int(0.25 * a.size)
+    return float(a[cut : a.size - cut].mean())
+
+
+def iqm_interval(
+    scores: Sequence[float], reps: int = IQM_REPS, seed: int = IQM_SEED, size: float = 0.95
+) -> tuple[float, float, float]:
+    """IQM of the seeds' scores and its stratified-bootstrap CI: ``(iqm, low, high)``, with rliable.
+
+    The scores are one task's runs (a ``(runs, 1)`` matrix); each group is resampled with its own
+    generator seeded by ``seed``, so a group's interval does not depend on the other groups.
+    """
+    from rliable import library
+
+    x = np.asarray(scores, dtype=np.float64).reshape(-1, 1)
+    with _seeded_rliable(seed):
+        point, ci = library.get_interval_estimates(
+            {"g": x},
+            lambda s: np.array([_iqm(s)]),
+            reps=reps,
+            confidence_interval_size=size,
+            random_state=np.random.RandomState(seed),
+        )
+    return float(point["g"][0]), float(ci["g"][0][0]), float(ci["g"][1][0])
+
+
+def performance_profiles(
+    rows: Sequence[GroupRow], taus: np.ndarray, reps: int = IQM_REPS, seed: int = IQM_SEED
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per group with scores: ``(profile, low, high)``, the share of seeds scoring above each tau, with its 95% CI."""
+    from rliable import library
+
+    def profile(s: np.ndarray) -> np.ndarray:  # rliable's score_distributions, vectorized over taus
+        return (s.reshape(1, -1) > taus.reshape(-1, 1)).mean(axis=1)
+
+    out = {}
+    for row in rows:
+        if not row.scores:
+            continue
+        with _seeded_rliable(seed):
+            point, ci = library.get_interval_estimates(
+                {"g": np.asarray(row.scores, dtype=np.float64).reshape(-1, 1)},
+                profile,
+                reps=reps,
+                random_state=np.random.RandomState(seed),
+            )
+        out[row.group] = (point["g"], ci["g"][0], ci["g"][1])
+    return out
 
 
 def _group_row(key: tuple[str, ...], runs: list[RunRecord]) -> GroupRow:
@@ -311,16 +428,23 @@ def _score_text(row: GroupRow) -> str:
     return "—" if row.score_mean is None else f"{_fmt(row.score_mean)} ± {_fmt(row.score_std)}"
 
 
+def _iqm_text(row: GroupRow) -> str:
+    if row.iqm is None or row.iqm_ci is None:
+        return "—"
+    return f"{_fmt(row.iqm)} [{_fmt(row.iqm_ci[0])}, {_fmt(row.iqm_ci[1])}]"
+
+
 def _failed_text(row: GroupRow) -> str:
     return "; ".join(f"{name} ({status})" for name, status in row.failed)
 
 
-def table_cells(row: GroupRow) -> list[str]:
-    """The cells of one row of the text tables (rich and markdown)."""
+def table_cells(row: GroupRow, iqm: bool = False) -> list[str]:
+    """The cells of one row of the text tables (rich and markdown); ``iqm``: with the IQM column."""
     return [
         row.group,
         str(row.n),
         _score_text(row),
+        *([_iqm_text(row)] if iqm else []),
         _fmt(row.val_accuracy, 3),
         _fmt(row.kept_episodes, 1),
         _fmt(row.total_seconds, 1),
@@ -329,8 +453,9 @@ def table_cells(row: GroupRow) -> list[str]:
 
 
 TABLE_HEADERS = ["group", "n", "score (mean ± std)", "val acc", "kept episodes", "total s", "failed"]
+IQM_HEADER = "IQM [95% CI]"
 CSV_HEADERS = [
-    "group", "n_seeds", "score_mean", "score_std", "seed_scores", "val_accuracy",
+    "group", "n_seeds", "score_mean", "score_std", "iqm", "iqm_ci_low", "iqm_ci_high", "seed_scores", "val_accuracy",
     "kept_episodes", "total_seconds", "n_failed", "failed",
 ]  # fmt: skip
 
@@ -345,8 +470,10 @@ def render_csv(rows: Sequence[GroupRow]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_HEADERS)
     for r in rows:
+        low, high = r.iqm_ci or (None, None)
         writer.writerow([
-            r.group, r.n, num(r.score_mean), num(r.score_std), ";".join(map(repr, r.scores)),
+            r.group, r.n, num(r.score_mean), num(r.score_std), num(r.iqm), num(low), num(high),
+            ";".join(map(repr, r.scores)),
             num(r.val_accuracy), num(r.kept_episodes), num(r.total_seconds), r.n_failed, _failed_text(r),
         ])  # fmt: skip
     return buf.getvalue()
@@ -358,8 +485,19 @@ def render_markdown(root: Path, rows: Sequence[GroupRow], runs: Sequence[RunReco
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
-    out = [f"# Summary of `{root}`", "", f"{len(runs)} jobs, {len(rows)} groups (mean ± std over seeds).", ""]
-    out += [line(TABLE_HEADERS), line(["---"] * len(TABLE_HEADERS)), *(line(table_cells(r)) for r in rows)]
+    iqm = any(r.iqm is not None for r in rows)
+    how = (
+        f"; IQM: interquartile mean, with its 95% stratified-bootstrap confidence interval over seeds, by rliable "
+        f"from {IQM_REPS} resamples"
+        if iqm
+        else ""
+    )
+    out = [f"# Summary of `{root}`", "", f"{len(runs)} jobs, {len(rows)} groups (mean ± std over seeds{how}).", ""]
+    problem = None if iqm else rliable_problem()
+    if problem:
+        out += [problem, ""]
+    headers = [*TABLE_HEADERS[:3], *([IQM_HEADER] if iqm else []), *TABLE_HEADERS[3:]]
+    out += [line(headers), line(["---"] * len(headers)), *(line(table_cells(r, iqm)) for r in rows)]
     out += ["", "## Failed / incomplete jobs", ""]
     bad = [r for r in runs if not r.completed]
     out += [f"- `{r.name}`: **{r.status}** (`{r.path}`)" for r in bad] or ["None: every job completed."]
@@ -400,6 +538,38 @@ def _draw(ax: Any, root: Path, rows: Sequence[GroupRow]) -> None:
     ax.grid(axis="y", alpha=0.3)
 
 
+def write_profile_plot(path: Path, root: Path, rows: Sequence[GroupRow]) -> Path | None:
+    """Plot every group's performance profile with its 95% band (rliable); write atomically.
+
+    Returns:
+        ``path``, or None when matplotlib or rliable is missing, or no group has a score.
+    """
+    scores = [s for r in rows for s in r.scores]
+    if not scores or rliable_problem() is not None:
+        return None
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    lo, hi = min(scores), max(scores)
+    pad = max(1e-9, 0.02 * (hi - lo) or 0.02 * abs(hi) or 1.0)
+    taus = np.linspace(lo - pad, hi + pad, 201)
+    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for group, (profile, low, high) in performance_profiles(rows, taus).items():
+        (line,) = ax.plot(taus, profile, lw=2, label=group)
+        ax.fill_between(taus, low, high, color=line.get_color(), alpha=0.15, lw=0)
+    ax.set(xlabel="eval score τ", ylabel="fraction of seeds with score > τ", ylim=(-0.02, 1.02))
+    ax.set_title(f"{_root_label(root)}\nperformance profiles (95% stratified-bootstrap bands, rliable)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    return path
+
+
 def _root_label(root: Path) -> str:
     """The root's name, with its parent's for a sweep dir (``<date>/<time>``)."""
     root = root.resolve()
@@ -409,18 +579,21 @@ def _root_label(root: Path) -> str:
 def write_outputs(root: Path, rows: Sequence[GroupRow], runs: Sequence[RunRecord], *, plot: bool = True) -> list[Path]:
     """Write ``summary.csv``, ``summary.md`` and (unless ``plot`` is False) ``summary.png`` into ``root``.
 
-    Each file is written atomically. The PNG is skipped with one log line if matplotlib is missing.
+    With rliable, ``summary_profile.png`` (the performance profiles) comes with ``summary.png``.
+    Each file is written atomically. The PNGs are skipped with one log line if matplotlib is missing.
 
     Returns:
         The paths written.
     """
     root = Path(root)
-    csv_path, md_path, png_path = (root / name for name in OUTPUT_NAMES)
+    csv_path, md_path, png_path, profile_path = (root / name for name in OUTPUT_NAMES)
     atomic_write(csv_path, lambda f: f.write(render_csv(rows).encode()))
     atomic_write(md_path, lambda f: f.write(render_markdown(root, rows, runs).encode()))
     written = [csv_path, md_path]
     if plot and write_plot(png_path, root, rows) is not None:
         written.append(png_path)
+        if write_profile_plot(profile_path, root, rows) is not None:
+            written.append(profile_path)
     return written
 
 
@@ -430,7 +603,8 @@ def write_outputs(root: Path, rows: Sequence[GroupRow], runs: Sequence[RunRecord
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="rl-lab-report",
-        description="Summarize a Hydra sweep dir (or a folder of runs): mean ± std of the eval score per config.",
+        description="Summarize a Hydra sweep dir (or a folder of runs): mean ± std of the eval score per config, "
+        f"and with rliable ({IQM_INSTALL}) its IQM with a 95% stratified-bootstrap confidence interval.",
     )
     parser.add_argument("dir", type=Path, help="multirun/<date>/<time>/, outputs/, or any dir with job dirs inside")
     parser.add_argument(
@@ -461,16 +635,22 @@ def _print_table(rows: Sequence[GroupRow], runs: Sequence[RunRecord], title: str
     from rich.console import Console
     from rich.table import Table
 
+    iqm = any(r.iqm is not None for r in rows)
     table = Table(title=title)
     table.add_column("group", overflow="fold", min_width=12)
-    for header in ("n", "score", "± std", "val acc", "kept ep", "total s", "failed"):
+    headers = ("n", "score", "± std", *([IQM_HEADER] if iqm else []), "val acc", "kept ep", "total s", "failed")
+    for header in headers:
         table.add_column(header, justify="right")
     for r in rows:
-        numbers = (r.score_mean, 2), (r.score_std, 2), (r.val_accuracy, 3), (r.kept_episodes, 1), (r.total_seconds, 1)
-        cells = [r.group, str(r.n), *(_fmt(v, d) for v, d in numbers), str(r.n_failed)]
+        numbers = (r.val_accuracy, 3), (r.kept_episodes, 1), (r.total_seconds, 1)
+        cells = [r.group, str(r.n), _fmt(r.score_mean), _fmt(r.score_std), *([_iqm_text(r)] if iqm else [])]
+        cells += [*(_fmt(v, d) for v, d in numbers), str(r.n_failed)]
         table.add_row(*cells, style=None if r.n else "red")
     console = Console()
     console.print(table)
+    problem = None if iqm else rliable_problem()
+    if problem:
+        console.print(problem, markup=False, highlight=False)
     for run in (r for r in runs if not r.completed):
         console.print(f"[red]not completed[/red]: {run.name} ({run.status})", markup=True, highlight=False)
 

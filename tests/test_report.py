@@ -264,3 +264,47 @@ def test_cli_subprocess(sweep: Path) -> None:
     )
     assert missing.returncode == 2
     assert str(sweep / "nope") in missing.stderr and "Traceback" not in missing.stderr
+
+
+HAS_RLIABLE = importlib.util.find_spec("rliable") is not None
+
+
+@pytest.mark.skipif(not HAS_RLIABLE, reason="rliable not installed (the report extra)")
+def test_iqm_columns_in_outputs(sweep: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """min_score=50: seeds 10, 20, 30 -> IQM 20 (the middle one) with a bootstrap CI inside [10, 30]."""
+    rows = summarize(load_runs(sweep))
+    low = by_group(rows)["collector.min_score=50"]
+    assert low.iqm == pytest.approx(20.0) and 10.0 <= low.iqm_ci[0] <= 20.0 <= low.iqm_ci[1] <= 30.0
+    written = write_outputs(sweep, rows, load_runs(sweep))
+    assert ((sweep / "summary_profile.png") in written) == HAS_MPL
+    with open(sweep / "summary.csv", newline="") as f:
+        table = {r["group"]: r for r in csv.DictReader(f)}
+    assert float(table["collector.min_score=50"]["iqm"]) == pytest.approx(20.0)
+    high = table["collector.min_score=100"]
+    assert float(high["iqm_ci_low"]) <= 210.0 <= float(high["iqm_ci_high"])
+    md = (sweep / "summary.md").read_text()
+    ci = f"{low.iqm_ci[0]:.2f}, {low.iqm_ci[1]:.2f}"
+    assert "IQM [95% CI]" in md and f"| collector.min_score=50 | 3 | 20.00 ± 8.16 | 20.00 [{ci}] |" in md
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main([str(sweep), "--no-plot"]) == 0
+    assert "IQM [95% CI]" in capsys.readouterr().out
+
+
+def test_without_rliable_the_report_says_how_to_get_the_iqm(
+    sweep: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for mod in ("rliable", "rliable.library", "rliable.metrics"):
+        monkeypatch.setitem(sys.modules, mod, None)
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main([str(sweep), "--no-plot"]) == 0
+    out = capsys.readouterr().out
+    assert "pip install -e '.[report]'" in out and "IQM [95% CI] │" not in out
+    md = (sweep / "summary.md").read_text()
+    assert "pip install -e '.[report]'" in md and "| IQM" not in md
+    assert "| collector.min_score=50 | 3 | 20.00 ± 8.16 | 0.900 |" in md
+    with open(sweep / "summary.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert table[0]["iqm"] == table[0]["iqm_ci_low"] == table[0]["iqm_ci_high"] == ""  # same columns, empty
+    rows = summarize(load_runs(sweep))
+    assert all(r.iqm is None and r.iqm_ci is None for r in rows)
+    assert not (sweep / "summary_profile.png").exists()
