@@ -90,7 +90,9 @@ def run(cfg: Config, out_dir: str | Path, stop: StopFlag | None = None) -> dict[
     tracker = Tracker(out / "tb")
     tracker.config_table(flatten(asdict(cfg)))
     metrics: dict[str, Any] = resume["metrics"] if resume else {"status": "running", "rounds": []}
-    metrics.update(status="running", env_id=info.id, seed=cfg.seed, device=device, backend=backend)
+    metrics.update(
+        status="running", env_id=info.id, seed=cfg.seed, device=device, backend=backend, env_threads=cfg.env.num_threads
+    )
     elites: list[Dataset] = []
     policy: MLPPolicy | None = None
     opt_state: dict[str, Any] | None = None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rl_lab.envs import envpool_ids
+from rl_lab.envs import available_cores, envpool_ids
 
 TESTS = Path(__file__).resolve().parent
 WITHOUT = {"PYTHONPATH": str(TESTS / "without")}
@@ -43,6 +43,7 @@ def test_lunarlander_runs_end_to_end(cli, tmp_path):
     metrics = json.loads((run_dir(tmp_path) / "metrics.json").read_text())
     assert metrics["env_id"] == "LunarLander-v3" and metrics["status"] == "completed"
     assert metrics["backend"] == ("envpool" if envpool_ids() is not None else "gymnasium")
+    assert metrics["env_threads"] == available_cores()  # a single run: every core it may use
     assert -1000 < metrics["collect"]["score_mean"] < 0  # random landers crash (about -180); uint8 actions gave -2,200
     assert len(metrics["eval"]["action_balance"]) == 4
 
@@ -91,3 +92,18 @@ def test_unknown_backend_and_native_for_other_envs_are_refused(cli):
     assert r.returncode == 2 and "CartPole only" in r.stderr
     r = cli("env.backend=envpool", "env.id=rl_lab_toy_env:Toy-v0", env={"PYTHONPATH": str(TESTS)})
     assert r.returncode == 2 and "EnvPool has no env" in r.stderr
+
+
+def test_async_vectorization_gives_the_sync_data():
+    import numpy as np
+
+    from rl_lab.collect import collect
+    from rl_lab.envs import make_vec_env
+
+    hashes = []
+    for mode in ("sync", "async"):
+        venv = make_vec_env("CartPole-v1", 3, 500, backend="gymnasium", vectorization=mode)
+        ds, _ = collect(venv, np.random.default_rng(0), 12, max_steps=500, seed=4, top_fraction=0.5)
+        venv.close()
+        hashes.append(ds.content_hash())
+    assert type(venv).__name__ == "AsyncVectorEnv" and hashes[0] == hashes[1]

@@ -79,9 +79,10 @@ def test_joblib_sweep_runs_each_job_in_its_own_process_with_one_thread(cli, tmp_
         assert job.name == f"{num}_collector.episodes=200,evaluator.episodes=4,seed={num}"  # no launcher/debug/n_jobs
     pids = []
     for job in jobs:
-        check_job(job)
+        metrics = check_job(job)
         assert hydra_yaml(job)["launcher"]["_target_"].endswith("JoblibLauncher")
         assert job_config(job)["threads"] == 1  # one torch thread per job
+        assert metrics["env_threads"] == 1  # and one EnvPool worker: parallel jobs never oversubscribe
         (pid,) = event_pids(job)  # the whole job ran in one process
         pids.append(pid)
     # the basic launcher runs every job in the CLI's own process; joblib spread them over workers
