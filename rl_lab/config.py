@@ -67,6 +67,7 @@ class PolicyConfig:
     hidden_sizes: list[int] = field(default_factory=lambda: [128, 256, 512, 256, 128])  # [] = linear policy
     activation: str = "relu"  # relu | tanh | elu | gelu | leaky_relu | silu
     dropout: float = 0.2  # after each hidden layer; inactive in evaluation
+    layer_norm: bool = False  # LayerNorm after each hidden Linear, before the activation
 
 
 @dataclass
@@ -79,6 +80,7 @@ class TrainerConfig:
     weight_decay: float = 0.0
     val_fraction: float = 0.1  # held-out share of the samples for validation accuracy (0 = none)
     warm_start: bool = True  # rounds: start from the previous round's weights (False: fresh weights each round)
+    fast: bool = True  # the one-node training step (rl_lab.fast_mlp) where the network allows it; False: plain autograd
     progress: bool = True  # progress bar on a TTY (always quiet when not a TTY)
 
 
@@ -117,20 +119,28 @@ class Config:
     resume: str | None = None  # continue an interrupted run from its run dir
 
 
+# The schema of each config group, stored as ``<group>/base_<group>``. The dataclass defaults are the one
+# source of truth: every option configs/<group>/<option>.yaml extends its schema (``defaults: [base_<group>,
+# _self_]``, Hydra's "Extending configs" pattern) and sets only what differs, so ``Config()`` is what plain
+# ``rl-lab`` runs (tests/test_config.py checks both). ``rl-lab --help`` hides the ``base_*`` names (app.py).
+SCHEMA_PREFIX = "base_"
+GROUP_SCHEMAS: dict[str, type] = {
+    "env": EnvConfig,
+    "collector": CollectorConfig,
+    "policy": PolicyConfig,
+    "trainer": TrainerConfig,
+    "evaluator": EvaluatorConfig,
+}
+
+
 def register_configs() -> None:
-    """Store the schemas in Hydra's ConfigStore (``base_config`` and ``base_<group>``)."""
+    """Store the schemas in Hydra's ConfigStore: ``base_config`` (the primary config's) and ``<group>/base_<group>``."""
     from hydra.core.config_store import ConfigStore
 
     cs = ConfigStore.instance()
-    cs.store(name="base_config", node=Config)
-    for group, node in (
-        ("env", EnvConfig),
-        ("collector", CollectorConfig),
-        ("policy", PolicyConfig),
-        ("trainer", TrainerConfig),
-        ("evaluator", EvaluatorConfig),
-    ):
-        cs.store(group=group, name=f"base_{group}", node=node)
+    cs.store(name=f"{SCHEMA_PREFIX}config", node=Config)
+    for group, node in GROUP_SCHEMAS.items():
+        cs.store(group=group, name=f"{SCHEMA_PREFIX}{group}", node=node)
 
 
 def _positive_int(key: str, value: Any, what: str) -> None:

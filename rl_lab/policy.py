@@ -21,7 +21,9 @@ CHECKPOINT_FORMAT = "rl_lab.policy/1"
 
 ActFn = Callable[[np.ndarray], np.ndarray]  # obs (B, obs_dim) float32 -> actions (B,) int64
 
-_ACTIVATIONS: dict[str, type[nn.Module]] = {
+# The one table of activation names (rl_lab.config.ACTIVATIONS lists the same names for validation,
+# without importing torch; tests/test_policy.py checks that the two agree).
+ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
     "elu": nn.ELU,
@@ -41,7 +43,9 @@ class Dropout(nn.Module):
     mask costs one ``random_raw`` draw for two units (77 us for 64 x 512 units against 345 us for
     torch's ``bernoulli_``).
     :func:`rl_lab.train.fit` hands every ``Dropout`` of the model its seeded generator, so the
-    masks are reproducible and their state can be checkpointed.
+    masks are reproducible and their state can be checkpointed. (A model with ``nn.Dropout`` trains
+    and resumes bit for bit too: fit seeds torch's global RNG and checkpoints it; only the slower
+    masks and the autograd path, since :mod:`rl_lab.fast_mlp` knows this class only.)
     """
 
     def __init__(self, p: float) -> None:
@@ -67,94 +71,39 @@ class Dropout(nn.Module):
         return f"p={self.p}"
 
 
-_aten = torch.ops.aten  # OpOverload objects (``.default``) skip the per-call overload lookup of ``torch.ops``
+def create_mlp(
+    input_dim: int,
+    output_dim: int,
+    hidden_sizes: list[int],
+    activation_fn: type[nn.Module] = nn.ReLU,
+    dropout: float = 0.0,
+    layer_norm: bool = False,
+) -> list[nn.Module]:
+    """The layers of a fully connected network, as Stable-Baselines3's ``create_mlp`` builds them.
 
-
-def _relu_backward(grad: torch.Tensor, pre: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    return _aten.threshold_backward.default(grad, out, 0)
-
-
-# activation -> (forward, backward(grad, input, output)), the very aten kernels autograd would run.
-_ACTIVATION_GRADS: dict[str, tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]] = {
-    "relu": (torch.relu, _relu_backward),
-    "tanh": (torch.tanh, lambda g, pre, out: _aten.tanh_backward.default(g, out)),
-    "elu": (nn.functional.elu, lambda g, pre, out: _aten.elu_backward.default(g, 1.0, 1, 1, False, pre)),
-    "gelu": (nn.functional.gelu, lambda g, pre, out: _aten.gelu_backward.default(g, pre)),
-    "leaky_relu": (
-        nn.functional.leaky_relu,
-        lambda g, pre, out: _aten.leaky_relu_backward.default(g, pre, 0.01, False),
-    ),
-    "silu": (nn.functional.silu, lambda g, pre, out: _aten.silu_backward.default(g, pre)),
-}
-
-
-class _MLPTrainStep(torch.autograd.Function):
-    """The MLP's training forward with a hand-written backward (one node instead of about 30).
-
-    Forward: for each layer ``pre = addmm(b, h, W.t())`` (what ``nn.Linear`` runs), then the
-    activation and the dropout mask on hidden layers. Backward: ``dW = g.t() @ h``, ``db = g.sum(0)``,
-    ``g = (g @ W) * mask`` and the activation's own aten backward kernel. The same math as autograd
-    through ``nn.Sequential`` (``tests/test_policy.py`` compares logits bit for bit and gradients),
-    without autograd's per-op bookkeeping: about 0.6 ms less per step of the recipe's MLP at batch 64
-    (forward + backward 3.0 -> 2.4 ms on one core).
+    Per hidden layer ``Linear -> [LayerNorm] -> activation -> [Dropout]`` (LayerNorm with
+    ``layer_norm``, :class:`Dropout` when ``dropout > 0``), then a ``Linear`` head. No hidden
+    layer is a linear model.
     """
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, activation: str, masks: list[torch.Tensor | None], *params: torch.Tensor):
-        act, _ = _ACTIVATION_GRADS[activation]
-        n_layers = len(params) // 2
-        saved: list[torch.Tensor] = [x]  # per hidden layer: input, pre-activation, activation output
-        h = x
-        for i in range(n_layers):
-            pre = torch.addmm(params[2 * i + 1], h, params[2 * i].t())
-            if i == n_layers - 1:
-                h = pre
-                break
-            if activation == "relu":  # in place: relu's backward needs only the (masked) output
-                h = pre.clamp_min_(0)
-                if masks[i] is not None:
-                    h.mul_(masks[i])
-                saved += [h, h]
-            else:
-                out = act(pre)
-                h = out * masks[i] if masks[i] is not None else out
-                saved += [pre, out, h]
-        ctx.activation = activation
-        ctx.has_mask = [m is not None for m in masks]
-        ctx.save_for_backward(*saved, *[m for m in masks if m is not None], *params)
-        return h
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor):
-        _, act_grad = _ACTIVATION_GRADS[ctx.activation]
-        tensors = ctx.saved_tensors
-        per_layer = 2 if ctx.activation == "relu" else 3  # per hidden layer: relu (h, h), others (pre, out, h)
-        n_hidden = len(ctx.has_mask)
-        n_saved = 1 + per_layer * n_hidden
-        saved, rest = tensors[:n_saved], tensors[n_saved:]
-        n_masks = sum(ctx.has_mask)
-        mask_iter = iter(rest[:n_masks])
-        masks = [next(mask_iter) if has else None for has in ctx.has_mask]
-        params = rest[n_masks:]
-        inputs = [saved[0]] + [saved[per_layer * (i + 1)] for i in range(n_hidden)]  # each layer's input h
-        grads: list[torch.Tensor | None] = [None] * len(params)
-        g = grad
-        for i in range(n_hidden, -1, -1):
-            grads[2 * i] = g.t().mm(inputs[i])
-            grads[2 * i + 1] = g.sum(0)
-            if i == 0:
-                break
-            g = g.mm(params[2 * i])  # gradient of layer i's input, the (masked) output of hidden layer i - 1
-            if masks[i - 1] is not None:
-                g.mul_(masks[i - 1])
-            base = 1 + per_layer * (i - 1)
-            g = act_grad(g, saved[base], saved[base + 1])
-        grad_x = g.mm(params[0]) if ctx.needs_input_grad[0] else None
-        return (grad_x, None, None, *grads)
+    layers: list[nn.Module] = []
+    width = input_dim
+    for h in hidden_sizes:
+        layers.append(nn.Linear(width, h))
+        if layer_norm:
+            layers.append(nn.LayerNorm(h))
+        layers.append(activation_fn())
+        if dropout > 0:
+            layers.append(Dropout(dropout))
+        width = h
+    layers.append(nn.Linear(width, output_dim))
+    return layers
 
 
 class MLPPolicy(nn.Module):
-    """Observation -> action logits: ``[Linear, activation, Dropout] * len(hidden_sizes)`` then ``Linear``.
+    """Observation -> action logits: the :func:`create_mlp` layers in an ``nn.Sequential``.
+
+    A plain module: ``forward`` is ``self.net``, autograd does the backward. Speed-ups live
+    outside the model (:mod:`rl_lab.fast_mlp`) and are used only for the structures they know.
 
     Example:
         >>> net = MLPPolicy(obs_dim=4, n_actions=2, hidden_sizes=[64, 64])
@@ -169,6 +118,7 @@ class MLPPolicy(nn.Module):
         hidden_sizes: list[int],
         activation: str = "relu",
         dropout: float = 0.0,
+        layer_norm: bool = False,  # checkpoints written before this option have no such key: False
     ) -> None:
         super().__init__()
         self.kwargs: dict[str, Any] = {
@@ -177,46 +127,17 @@ class MLPPolicy(nn.Module):
             "hidden_sizes": [int(h) for h in hidden_sizes],
             "activation": activation,
             "dropout": float(dropout),
+            "layer_norm": bool(layer_norm),
         }
-        layers: list[nn.Module] = []
-        width = obs_dim
-        for h in hidden_sizes:
-            layers += [nn.Linear(width, h), _ACTIVATIONS[activation]()]
-            if dropout > 0:
-                layers.append(Dropout(dropout))
-            width = h
-        layers.append(nn.Linear(width, n_actions))
-        self.net = nn.Sequential(*layers)
-        # The training path's view of the layers (plain lists: not registered twice, not in the state dict).
-        self._linears = [m for m in layers if isinstance(m, nn.Linear)]
-        self._dropouts = [m for m in layers if isinstance(m, Dropout)]
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}: one of {', '.join(ACTIVATIONS)}")
+        self.net = nn.Sequential(
+            *create_mlp(obs_dim, n_actions, list(hidden_sizes), ACTIVATIONS[activation], dropout, layer_norm)
+        )
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """Logits ``(batch, n_actions)`` for observations ``(batch, obs_dim)``.
-
-        The same math as ``self.net`` on every path. In evaluation mode it calls the layers'
-        kernels directly (``addmm`` and the activation, no ``nn.Module`` call overhead: about half
-        the cost of a small batch, which is what evaluation and policy collection run every step);
-        with gradients in training mode it runs :class:`_MLPTrainStep` (a hand-written backward);
-        in training mode without gradients, ``self.net`` itself.
-        """
-        if not self.training:
-            activation = _ACTIVATION_GRADS[self.kwargs["activation"]][0]
-            h = obs
-            for lin in self._linears[:-1]:
-                h = activation(torch.addmm(lin.bias, h, lin.weight.t()))
-            last = self._linears[-1]
-            return torch.addmm(last.bias, h, last.weight.t())
-        if not torch.is_grad_enabled():
-            return self.net(obs)
-        linears, drops = self._linears, self._dropouts
-        batch = obs.shape[0]
-        hidden = linears[:-1]  # a Dropout follows each hidden layer, or none does
-        masks: list[torch.Tensor | None] = [None] * len(hidden)
-        if drops:
-            masks = [d.mask((batch, lin.out_features), obs.device) for d, lin in zip(drops, hidden, strict=True)]
-        params = [p for lin in linears for p in (lin.weight, lin.bias)]
-        return _MLPTrainStep.apply(obs, self.kwargs["activation"], masks, *params)
+        """Logits ``(batch, n_actions)`` for observations ``(batch, obs_dim)``."""
+        return self.net(obs)
 
 
 def act_fn(
@@ -231,13 +152,16 @@ def act_fn(
     Sampling uses the Gumbel-max trick (``argmax(logits / T + Gumbel noise)`` is distributed as the
     softmax) with noise from ``rng`` (numpy), so it is exact, cheap and reproducible on any device.
     """
+    from rl_lab.fast_mlp import inference_forward  # fast_mlp imports this module
+
     policy.eval()
     if not greedy and rng is None:
         raise ValueError("sampling needs an rng")
+    forward = inference_forward(policy)  # ``policy`` itself, or the same kernels without the module calls
 
     @torch.inference_mode()
     def act(obs: np.ndarray) -> np.ndarray:
-        logits = policy(torch.from_numpy(obs).to(device))  # (B, n_actions)
+        logits = forward(torch.from_numpy(obs).to(device))  # (B, n_actions)
         if greedy:
             return logits.argmax(dim=1).cpu().numpy()
         z = logits.cpu().numpy().astype(np.float64) / temperature
@@ -308,7 +232,7 @@ def load_policy(path: str | Path, key: str = "checkpoint") -> tuple[MLPPolicy, d
     try:
         policy = MLPPolicy(**payload["kwargs"])
         policy.load_state_dict(payload["state_dict"])
-    except (KeyError, TypeError, RuntimeError) as e:
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise ConfigError(
             f"{key}={str(path)!r}: the weights do not fit the stored network description ({e}). "
             "The checkpoint is damaged; retrain or use another policy.pt."

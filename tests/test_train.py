@@ -33,10 +33,10 @@ def test_split_is_seeded_and_disjoint():
     assert np.array_equal(split(100, 0.1, 3)[1], va) and not np.array_equal(split(100, 0.1, 4)[1], va)
 
 
-def train(seed, epochs=3, resume=None, stop_after=None):
+def train(seed, epochs=3, resume=None, stop_after=None, make=None, fast=True):
     obs, actions = data()
     torch.manual_seed(123)
-    policy = MLPPolicy(4, 2, [32, 32], dropout=0.2)
+    policy = MLPPolicy(4, 2, [32, 32], dropout=0.2) if make is None else make()
     states = []
 
     def on_epoch(epoch, figures, state):
@@ -51,7 +51,7 @@ def train(seed, epochs=3, resume=None, stop_after=None):
             policy,
             obs,
             actions,
-            TrainerConfig(epochs=epochs, lr=1e-3),
+            TrainerConfig(epochs=epochs, lr=1e-3, fast=fast),
             seed=seed,
             on_epoch=on_epoch,
             resume=None if resume is None else resume[0],
@@ -75,6 +75,39 @@ def test_resume_from_an_epoch_checkpoint_is_bit_identical():
     resumed, _ = train(0, epochs=3, resume=states[-1])
     for (name, x), y in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(x, y), f"{name} differs after resume"
+
+
+def torch_dropout_net():
+    """A model with torch's own nn.Dropout (masks from torch's global RNG), which the fast step does not know."""
+    return torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.ReLU(), torch.nn.Dropout(0.2), torch.nn.Linear(32, 2))
+
+
+def same(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+def test_trainer_fast_false_gives_the_same_weights():
+    fast, _ = train(0, epochs=2, fast=True)
+    plain, _ = train(0, epochs=2, fast=False)
+    assert same(fast, plain)
+
+
+def test_torch_dropout_is_seeded_by_fit_and_resumes_bit_identically():
+    """nn.Dropout draws from torch's global RNG: fit seeds it (under fork_rng) and TrainState carries it."""
+    a, _ = train(0, make=torch_dropout_net)
+    b, _ = train(0, make=torch_dropout_net)
+    c, _ = train(1, make=torch_dropout_net)
+    assert same(a, b) and not same(a, c)
+    _, states = train(0, stop_after=1, make=torch_dropout_net)
+    assert states[-1][0].torch_rng is not None
+    torch.manual_seed(5)  # whatever the caller's RNG holds, the resumed fit continues the interrupted one
+    resumed, _ = train(0, resume=states[-1], make=torch_dropout_net)
+    assert same(a, resumed)
+    net = torch_dropout_net()
+    obs, actions = data(256)
+    before = torch.get_rng_state()
+    fit(net, obs, actions, TrainerConfig(epochs=1, progress=False), seed=0)
+    assert torch.equal(torch.get_rng_state(), before), "fit changed the caller's global RNG"
 
 
 def test_adam_is_torch_fused_adam_bit_for_bit():
