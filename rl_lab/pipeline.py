@@ -62,7 +62,7 @@ class RunPaths:
 def build_policy(cfg: Config, info: EnvInfo) -> MLPPolicy:
     """The MLP of ``cfg.policy`` sized from the env's spaces."""
     p = cfg.policy
-    return MLPPolicy(info.obs_dim, info.n_actions, list(p.hidden_sizes), p.activation, p.dropout)
+    return MLPPolicy(info.obs_dim, info.n_actions, list(p.hidden_sizes), p.activation, p.dropout, p.layer_norm)
 
 
 def weights_hash(policy: torch.nn.Module) -> str:
