@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from rl_lab.app import CONFIG_DIR
-from rl_lab.config import Config, validate
+import rl_lab
+from rl_lab.app import CONFIG_DIR, help_groups
+from rl_lab.config import GROUP_SCHEMAS, SCHEMA_PREFIX, Config, validate
 from rl_lab.errors import ConfigError
 
 CONFIGS = Path(CONFIG_DIR)
@@ -44,8 +47,54 @@ def test_default_config_is_the_original_recipe():
 
 @pytest.mark.parametrize("group", ["env", "policy", "collector", "trainer", "evaluator", "experiment", "debug"])
 def test_every_group_option_composes_and_validates(group):
+    assert options(group)
     for option in options(group):
         validate(make(f"{group}={option}"))
+        rl_lab.compose([f"{group}={option}"])  # the API: the CLI's composition and validation
+
+
+def test_config_defaults_are_the_cli_default():
+    """One source of truth: the dataclass defaults are what plain `rl-lab` runs (and rl-lab-eval, but env.id)."""
+    assert dataclasses.asdict(rl_lab.compose()) == dataclasses.asdict(Config())
+    assert dataclasses.asdict(validate(make())) == dataclasses.asdict(Config())
+    expected = Config()
+    expected.env.id = None  # configs/eval.yaml: the checkpoint's own env
+    assert dataclasses.asdict(make(name="eval")) == dataclasses.asdict(expected)
+
+
+def _yaml(group: str, option: str) -> dict:
+    return yaml.safe_load((CONFIGS / group / f"{option}.yaml").read_text()) or {}
+
+
+@pytest.mark.parametrize("group", sorted(GROUP_SCHEMAS))
+def test_group_options_extend_their_schema_and_set_only_differences(group):
+    schema = GROUP_SCHEMAS[group]()
+    default = getattr(Config(), group)
+    assert default == schema  # the primary config's default option changes nothing
+    for option in options(group):
+        body = _yaml(group, option)
+        assert body.pop("defaults", None) == [f"{SCHEMA_PREFIX}{group}", "_self_"], f"{group}/{option}.yaml"
+        for key, value in body.items():
+            assert getattr(schema, key) != value, f"{group}/{option}.yaml repeats the schema's {key}: {value!r}"
+        composed = getattr(rl_lab.compose([f"{group}={option}"]), group)
+        assert dataclasses.asdict(composed) == {**dataclasses.asdict(schema), **body}
+
+
+def test_debug_and_primary_configs_set_only_differences():
+    for option in options("debug"):
+        body = _yaml("debug", option)
+        assert "defaults" not in body
+        for section, values in body.items():
+            for key, value in values.items():
+                assert getattr(getattr(Config(), section), key) != value, f"debug/{option}.yaml {section}.{key}"
+    top = {f.name for f in dataclasses.fields(Config) if f.name not in GROUP_SCHEMAS}
+    assert not top & set(_yaml(".", "config"))  # seed, device, rounds...: the schema's defaults
+    assert set(_yaml(".", "eval")) == {"defaults", "env", "hydra"}
+
+
+def test_schema_entries_are_no_options_to_pick():
+    assert SCHEMA_PREFIX not in help_groups()
+    assert not list(CONFIGS.glob(f"*/{SCHEMA_PREFIX}*.yaml"))  # the schemas live in rl_lab/config.py only
 
 
 def test_eval_config_composes():
