@@ -79,10 +79,8 @@ class EnvPoolVectorEnv(VectorEnv):
             obs, reward, terminated, truncated, info = self._pool.step(a)
         else:
             obs, reward, terminated, truncated, info = self._pool.step(a, self._ids)
-            got = info["env_id"]
-            if not np.array_equal(got, self._ids):  # back into the order asked for
-                order = np.argsort(got)[np.searchsorted(np.sort(got), self._ids)]
-                obs, reward, terminated, truncated = obs[order], reward[order], terminated[order], truncated[order]
+            if not np.array_equal(info["env_id"], self._ids):  # EnvPool answers a sync step in the order asked
+                raise RuntimeError(f"EnvPool returned sub-envs {info['env_id']} for {self._ids}")
         return obs, reward, terminated, truncated, {}
 
     def narrow(self, keep: Any) -> None:
