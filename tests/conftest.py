@@ -101,6 +101,21 @@ for _name, _cls, _limit in (
         gym.register(_name, entry_point=_cls, max_episode_steps=_limit)
 
 
+def stop_after_epoch(monkeypatch, flag, round_: int = 1, epoch: int = 1) -> None:
+    """Make ``pipeline.run`` stop (via ``flag``) once round ``round_`` has checkpointed epoch ``epoch``."""
+    import rl_lab.pipeline as pipeline
+
+    real_save = pipeline.save_policy
+
+    def save_policy_then_stop(policy, path, env_id, extra=None):
+        out = real_save(policy, path, env_id, extra)
+        if (extra or {}).get("round") == round_ and (extra or {}).get("epoch") == epoch:
+            flag.stop = True  # fit polls it at the next batch
+        return out
+
+    monkeypatch.setattr(pipeline, "save_policy", save_policy_then_stop)
+
+
 def run_cli(*args: str, cwd: Path, entry: str = "rl_lab", timeout: float = 300, env: dict | None = None):
     """Run ``python -m rl_lab ...`` (or another module) in a subprocess; return the CompletedProcess."""
     full_env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "HYDRA_FULL_ERROR": "0", **(env or {})}

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import stop_after_epoch
 from torch import nn
 
 from rl_lab.config import CollectorConfig, Config, EnvConfig, EvaluatorConfig, PolicyConfig, TrainerConfig
@@ -119,15 +120,7 @@ def test_a_layer_norm_run_resumes_bit_identically(tmp_path, monkeypatch):
     assert full["rounds"][-1]["eval"]["score_mean"] >= 15  # it learns (random scores about 10 of 20)
 
     flag = pipeline.StopFlag()
-    real_save = pipeline.save_policy
-
-    def save_policy_then_stop(policy, path, env_id, extra=None):
-        out = real_save(policy, path, env_id, extra)
-        if (extra or {}).get("round") == 1 and (extra or {}).get("epoch") == 1:
-            flag.stop = True  # fit polls it at the next batch: round 1 stops after its first epoch
-        return out
-
-    monkeypatch.setattr(pipeline, "save_policy", save_policy_then_stop)
+    stop_after_epoch(monkeypatch, flag)  # round 1 stops after its first epoch
     with pytest.raises(KeyboardInterrupt):
         run(cfg, tmp_path / "b", stop=flag)
     monkeypatch.undo()

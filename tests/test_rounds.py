@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import stop_after_epoch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rl_lab.config import CollectorConfig, Config, EnvConfig, EvaluatorConfig, PolicyConfig, TrainerConfig
@@ -121,8 +122,8 @@ def test_warm_start_carries_adam_state_across_rounds(tmp_path):
 
     import torch
 
-    from rl_lab.pipeline import TRAIN, build_policy
     from rl_lab.envs import env_info
+    from rl_lab.pipeline import TRAIN, build_policy
     from rl_lab.policy import MLPPolicy
     from rl_lab.train import fit, split
     from rl_lab.utils import derive_seed
@@ -134,7 +135,9 @@ def test_warm_start_carries_adam_state_across_rounds(tmp_path):
     for k, payload in enumerate(payloads):
         ds = load_dataset(tmp_path / f"round_{k}" / "dataset.npz")
         n_train = len(split(ds.samples, cfg.trainer.val_fraction, 0)[0])
-        total += cfg.trainer.epochs * math.ceil(n_train / cfg.trainer.batch_size)  # train.py keeps the last, short batch
+        total += cfg.trainer.epochs * math.ceil(
+            n_train / cfg.trainer.batch_size
+        )  # keeps the short last batch
         steps = {float(s) for s in payload["extra"]["optimizer"]["step"]}
         assert steps == {float(total)}, f"round {k}: Adam step count {steps}, expected {total} (carried over)"
 
@@ -147,7 +150,14 @@ def test_warm_start_carries_adam_state_across_rounds(tmp_path):
     def refit(optimizer_state):
         policy = MLPPolicy(**prev["kwargs"])
         policy.load_state_dict(prev["state_dict"])
-        fit(policy, ds.obs, ds.actions, cfg.trainer, seed=derive_seed(cfg.seed, TRAIN, 2), optimizer_state=optimizer_state)
+        fit(
+            policy,
+            ds.obs,
+            ds.actions,
+            cfg.trainer,
+            seed=derive_seed(cfg.seed, TRAIN, 2),
+            optimizer_state=optimizer_state,
+        )
         return policy.state_dict()
 
     carried = refit(prev["extra"]["optimizer"])
@@ -158,7 +168,7 @@ def test_warm_start_carries_adam_state_across_rounds(tmp_path):
 
 
 def test_fresh_weights_come_from_the_round_seed_and_no_adam_state_is_kept(tmp_path, monkeypatch):
-    """Without warm_start every round starts from weights seeded by derive_seed(seed, INIT, k), not torch's global RNG."""
+    """Without warm_start each round starts from weights seeded by derive_seed(seed, INIT, k), not the global RNG."""
     import torch
 
     import rl_lab.pipeline as pipeline
@@ -206,15 +216,7 @@ def test_multi_round_resume_is_bit_identical(tmp_path, monkeypatch, warm_start, 
 
         monkeypatch.setattr(pipeline, "_collect_stage", collect_stage)
     else:
-        real_save = pipeline.save_policy
-
-        def save_policy(policy, path, env_id, extra=None):
-            out = real_save(policy, path, env_id, extra)
-            if (extra or {}).get("round") == 1 and (extra or {}).get("epoch") == 1:
-                flag.stop = True  # fit polls it at the next batch: round 1 stops after its first epoch
-            return out
-
-        monkeypatch.setattr(pipeline, "save_policy", save_policy)
+        stop_after_epoch(monkeypatch, flag)  # round 1 stops after its first epoch
     with pytest.raises(KeyboardInterrupt):
         run(cfg, tmp_path / "b", stop=flag)
     monkeypatch.undo()
