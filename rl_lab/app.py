@@ -247,6 +247,7 @@ def _play(cfg: DictConfig) -> float | None:
         policy, payload = load_policy(config.checkpoint)
         env_id = config.env.id or payload["env_id"]
         info = env_info(env_id)
+        check_head(policy, info.action, env_id, config.checkpoint)
         kw = policy.kwargs
         if (kw["obs_dim"], kw["n_actions"]) != (info.obs_dim, info.n_actions):
             raise ConfigError(

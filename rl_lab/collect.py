@@ -42,7 +42,9 @@ from dataclasses import dataclass
 import numpy as np
 from gymnasium.vector import VectorEnv
 
+from rl_lab.actions import ActionSpec
 from rl_lab.data import Dataset
+from rl_lab.envs import action_spec
 from rl_lab.errors import ConfigError
 from rl_lab.policy import ActFn
 
@@ -86,8 +88,9 @@ def collect(
 
     Args:
         venv: a NEXT_STEP-autoreset vector env whose episodes are truncated at ``max_steps``.
-        behaviour: batched action function, ``(num_envs, obs_dim) float32 -> (num_envs,)`` ints; or a numpy
-            ``Generator`` for the uniform random behaviour (its actions are drawn a chunk at a time).
+        behaviour: batched action function, ``(num_envs, obs_dim) float32 -> (num_envs,)`` ints (Discrete) or
+            ``(num_envs, d)`` float32 (Box); or a numpy ``Generator`` for the uniform random behaviour (its
+            actions are drawn a chunk at a time; Box actions uniformly inside the bounds).
         episodes: how many episodes to start and finish.
         max_steps: the env's truncation limit (sizes the ring buffer).
         seed: reset seed of the vector env.
@@ -116,13 +119,17 @@ def collect(
     obs, _ = venv.reset(seed=seed)
     n_full = n = venv.num_envs  # n: sub-envs still stepped (the first n columns of the arrays below)
     obs_dim = int(venv.single_observation_space.shape[0])
-    n_actions = int(venv.single_action_space.n)
+    spec = action_spec("(the vector env)", venv.single_action_space)
+    continuous = spec.continuous
+    n_actions = spec.dim
     ring_len = max_steps + chunk + 1
     # (T, obs_dim, N): the native envs hand out observations feature-major, so a step's copy is contiguous
     obs_ring = np.empty((ring_len, obs_dim, n_full), dtype=np.float32)
-    # Actions are stored narrow (uint8 for up to 256 actions) but reach the env as the space's own
-    # dtype: MountainCar and LunarLander compute ``action - 1``, which wraps around in uint8.
-    act_ring = np.empty((ring_len, n_full), dtype=np.min_scalar_type(n_actions - 1))
+    # Discrete actions are stored narrow (uint8 for up to 256 actions) but reach the env as the space's
+    # own dtype: MountainCar and LunarLander compute ``action - 1``, which wraps around in uint8.
+    # Box actions are float32 vectors, (T, d, N) like the observations (the sub-env axis last, so that
+    # narrowing moves columns); the env gets exactly the float32 values stored.
+    act_ring = np.empty((ring_len, n_actions, n_full) if continuous else (ring_len, n_full), dtype=spec.store_dtype())
     rew_ring = np.empty((ring_len, n_full), dtype=np.float64)  # each step's reward, exact for any env dtype
     env_dtype = venv.single_action_space.dtype
     # Per pass (at most ``chunk`` steps): which sub-envs ended at each step, and the return of the
@@ -144,6 +151,7 @@ def collect(
     # (ids, lengths, obs, actions, rewards, terminated, final obs) of the episodes gathered in one pass
     blocks: list[tuple[np.ndarray, ...]] = []
     draws = live_draws = np.empty((0, 0), dtype=np.int64)
+    act_full = spec.empty(n_full)  # Box: the (N, d) actions of a step, before they go into the ring
 
     t = env_steps = 0
     obs_ring[0, :, :n] = obs.T
@@ -157,10 +165,13 @@ def collect(
         dones = 0
         while True:
             r = t % ring_len
-            action = act_ring[r, :n]
+            action = act_full[:n] if continuous else act_ring[r, :n]
             if uniform:  # drawn a chunk at a time for all sub-envs, so narrowing never changes the stream
                 if t % chunk == 0:
-                    draws = _uniform_actions(behaviour, n_actions, (chunk, n_full), act_ring.dtype)
+                    if continuous:
+                        draws = spec.uniform(behaviour, (chunk, n_full))
+                    else:
+                        draws = _uniform_actions(behaviour, n_actions, (chunk, n_full), act_ring.dtype)
                     live_draws = draws if n == n_full else draws[:, live]
                 action[...] = live_draws[t % chunk]
             elif n == n_full:
@@ -168,6 +179,8 @@ def collect(
             else:  # the behaviour sees every sub-env, as without narrowing (its rows are independent)
                 obs_full[live] = obs
                 action[...] = behaviour(obs_full)[live]
+            if continuous:
+                act_ring[r, :, :n] = action.T
             obs, reward, terminated, truncated, _ = venv.step(action.astype(env_dtype))
             obs_ring[(t + 1) % ring_len, :, :n] = obs.T  # the next step's input, or the final obs of an episode
             rew_ring[r, :n] = reward
@@ -205,7 +218,8 @@ def collect(
             e_sel = np.repeat(envs[sel], ep_len[sel])
             e_end = envs[sel]
             blocks.append((
-                ids[sel], ep_len[sel], obs_ring[t_sel, :, e_sel], act_ring[t_sel, e_sel], rew_ring[t_sel, e_sel],
+                ids[sel], ep_len[sel], obs_ring[t_sel, :, e_sel],
+                act_ring[t_sel, :, e_sel] if continuous else act_ring[t_sel, e_sel], rew_ring[t_sel, e_sel],
                 ep_term[sel], obs_ring[(ends[sel] + 1) % ring_len, :, e_end],
             ))  # fmt: skip
         if narrow is not None and started == episodes and finished < episodes:
@@ -221,7 +235,7 @@ def collect(
                 live_draws = draws[:, live] if uniform and draws.size else live_draws
 
     kept, threshold = _select(returns, min_score, top_fraction)
-    obs_out, act_out, rew_out, term_out, final_out = _assemble(blocks, kept, obs_dim)
+    obs_out, act_out, rew_out, term_out, final_out = _assemble(blocks, kept, obs_dim, spec)
     dataset = Dataset(
         obs=obs_out,
         actions=act_out,
@@ -344,7 +358,9 @@ def _select(returns: np.ndarray, min_score: float | None, top_fraction: float | 
     return kept, threshold
 
 
-def _assemble(blocks: list[tuple[np.ndarray, ...]], kept: np.ndarray, obs_dim: int) -> tuple[np.ndarray, ...]:
+def _assemble(
+    blocks: list[tuple[np.ndarray, ...]], kept: np.ndarray, obs_dim: int, spec: ActionSpec
+) -> tuple[np.ndarray, ...]:
     """Concatenate the kept episodes' steps in episode-id order.
 
     Returns:
@@ -353,7 +369,7 @@ def _assemble(blocks: list[tuple[np.ndarray, ...]], kept: np.ndarray, obs_dim: i
     """
     if not blocks:
         return (
-            np.zeros((0, obs_dim), dtype=np.float32), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64),
+            np.zeros((0, obs_dim), dtype=np.float32), spec.empty(0), np.zeros(0, dtype=np.float64),
             np.zeros(0, dtype=bool), np.zeros((0, obs_dim), dtype=np.float32),
         )  # fmt: skip
     ids, lens, obs, act, rew, term, final = (np.concatenate([b[j] for b in blocks]) for j in range(7))

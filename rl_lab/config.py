@@ -28,7 +28,7 @@ VECTORIZATIONS = ("sync", "async")
 class EnvConfig:
     """Which environment, and how many copies run side by side."""
 
-    id: str | None = "CartPole-v1"  # a gymnasium id (Discrete actions, flat Box observations), or module:id
+    id: str | None = "CartPole-v1"  # a gymnasium id (Discrete or finite Box actions, flat Box observations), or module:id
     num_envs: int = 2000  # sub-envs of the vector env (collection; evaluation uses min(num_envs, episodes))
     precision: str = "float32"  # float32 | float64: arithmetic of rl_lab's CartPole (float64 = gymnasium's bit for bit)
     backend: str = "auto"  # auto | native | envpool | gymnasium (auto: native CartPole, then EnvPool, then gymnasium)
@@ -56,6 +56,8 @@ class CollectorConfig:
     behaviour: str = "random"  # random | policy (the previous round's policy; round 0 is always random)
     temperature: float = 1.0  # softmax temperature of the policy behaviour (round 1)
     temperature_decay: float = 1.0  # rounds: each round after round 1 multiplies the temperature by this, in (0, 1]
+    noise_std: float = 0.3  # Box actions: the policy behaviour's Gaussian noise (round 1), in half action ranges
+    noise_decay: float = 1.0  # Box actions, rounds: each round after round 1 multiplies noise_std by this, in (0, 1]
     accumulate: bool = False  # rounds: train on the elites of all rounds so far instead of this round's only
     dataset: str | None = None  # train on this existing dataset.npz instead of collecting
 
@@ -221,6 +223,17 @@ def _validate_collector(c: CollectorConfig) -> None:
         raise ConfigError(
             f"collector.temperature_decay={c.temperature_decay!r} is outside (0, 1]: each round multiplies the "
             "behaviour's temperature by it (1.0 = a constant temperature, 0.9 = 10% greedier each round)."
+        )
+    if not (c.noise_std > 0 and math.isfinite(c.noise_std)):
+        raise ConfigError(
+            f"collector.noise_std={c.noise_std!r} must be a positive number: the standard deviation of the Gaussian "
+            "noise added to the policy's mean action (Box actions), in units of half the action range "
+            "(0.3 = 30% of the half-range; 1.0 = the half-range itself)."
+        )
+    if not (0.0 < c.noise_decay <= 1.0):
+        raise ConfigError(
+            f"collector.noise_decay={c.noise_decay!r} is outside (0, 1]: each round after round 1 multiplies "
+            "collector.noise_std by it (1.0 = constant noise, 0.8 = 20% less noise each round)."
         )
     if (c.min_score is None) == (c.top_fraction is None):
         both = "both are set" if c.min_score is not None else "neither is set"

@@ -2,8 +2,11 @@
 
 Layout (all plain arrays, so ``np.load(..., allow_pickle=False)`` reads it):
 
-- ``obs`` ``(samples, obs_dim)`` float32 and ``actions`` ``(samples,)`` int64: the steps of the kept
-  episodes, concatenated in episode order, first step of each episode included;
+- ``obs`` ``(samples, obs_dim)`` float32 and ``actions``: the steps of the kept episodes,
+  concatenated in episode order, first step of each episode included. Discrete actions are
+  ``(samples,)`` unsigned integers, as narrow as the action count allows (uint8 up to 256 actions;
+  :meth:`rl_lab.actions.ActionSpec.store_dtype`); Box actions are ``(samples, d)`` float32 vectors,
+  exactly the values the env was given;
 - ``episode_returns`` / ``episode_lengths`` / ``kept`` ``(episodes,)``: every collected episode;
 - the kept episodes' full transitions (what a Minari episode needs):
   ``rewards`` ``(samples,)`` float64, aligned with ``obs``/``actions``;
@@ -25,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from rl_lab.actions import ActionSpec, BoxStats
 from rl_lab.errors import ConfigError
 from rl_lab.utils import atomic_path, sha256_arrays
 
@@ -38,7 +42,7 @@ class Dataset:
     """Kept (observation, action) pairs and the statistics of every collected episode."""
 
     obs: np.ndarray  # (samples, obs_dim) float32
-    actions: np.ndarray  # (samples,) int64
+    actions: np.ndarray  # (samples,) unsigned ints (Discrete) or (samples, d) float32 (Box)
     episode_returns: np.ndarray  # (episodes,) float64, all episodes in start order
     episode_lengths: np.ndarray  # (episodes,) int64
     kept: np.ndarray  # (episodes,) bool
@@ -66,6 +70,12 @@ class Dataset:
         """Share of each action among the samples, ``(n_actions,)``; zeros when empty."""
         counts = np.bincount(self.actions, minlength=n_actions).astype(np.float64)
         return counts / max(counts.sum(), 1.0)
+
+    def action_figures(self, action: ActionSpec) -> dict[str, Any]:
+        """The samples' action statistics: ``action_balance`` (Discrete), or per dimension (Box, :class:`BoxStats`)."""
+        if action.continuous:
+            return BoxStats.of(self.actions, action.low_array, action.high_array).summary()
+        return {"action_balance": [float(b) for b in self.action_balance(action.dim)]}
 
     def content_hash(self) -> str:
         """SHA-256 of the arrays (not of the compressed file)."""
@@ -100,7 +110,12 @@ def load_dataset(path: str | Path, key: str = "collector.dataset") -> Dataset:
     if meta.pop("format", None) != DATASET_FORMAT:
         raise ConfigError(f"{key}={str(path)!r} is an .npz file but not an rl_lab dataset ({DATASET_FORMAT}).")
     ds = Dataset(meta=meta, **arrays)
-    if ds.obs.ndim != 2 or ds.obs.shape[0] != ds.actions.shape[0] or ds.kept.shape != ds.episode_returns.shape:
+    if (
+        ds.obs.ndim != 2
+        or ds.actions.ndim not in (1, 2)
+        or ds.obs.shape[0] != ds.actions.shape[0]
+        or ds.kept.shape != ds.episode_returns.shape
+    ):
         raise ConfigError(f"{key}={str(path)!r}: the arrays have inconsistent shapes; the file is damaged.")
     n_kept = ds.kept_episodes
     if (

@@ -1,8 +1,9 @@
 """Environment construction, backends and space checks.
 
-rl_lab learns a classifier from observations to actions, so it accepts any gymnasium environment
-with a ``Discrete`` action space and a flat ``Box`` observation space, and refuses anything else
-with a clear message. Vector envs use gymnasium 1.x NEXT_STEP autoreset (the step after an episode
+rl_lab imitates actions from observations: it accepts any gymnasium environment with a flat ``Box``
+observation space and either a ``Discrete`` action space (a classifier) or a flat ``Box`` action
+space with finite bounds (a regression, :mod:`rl_lab.actions`), and refuses anything else with a
+clear message. Vector envs use gymnasium 1.x NEXT_STEP autoreset (the step after an episode
 ends is a reset step): the collector and the evaluator rely on it and check it.
 
 Backends (``env.backend``), the same for collection and evaluation:
@@ -17,7 +18,7 @@ Backends (``env.backend``), the same for collection and evaluation:
   installed, then ``gymnasium``.
 
 Rendering always uses gymnasium's own env (:mod:`rl_lab.render`). Actions reach every backend as
-the action space's own dtype (int64 for ``Discrete``), whatever dtype the caller stores them in.
+the action space's own dtype (int64 for ``Discrete``, float32 for ``Box``), whatever dtype the caller stores them in.
 Custom envs use gymnasium's ``module:id`` form (``env.id=my_package.envs:MyEnv-v0``): the module is
 imported first, so that its ``gymnasium.register`` calls run.
 """
@@ -35,6 +36,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
+from rl_lab.actions import ActionSpec
 from rl_lab.config import BACKENDS
 from rl_lab.errors import ConfigError
 
@@ -47,10 +49,16 @@ class EnvInfo:
 
     id: str
     obs_dim: int
-    n_actions: int
+    n_actions: int  # Discrete: the number of actions; Box: the action dimension (the network's output size)
     max_episode_steps: int | None  # the env's own limit (spec), None if it has none
     reward_threshold: float | None  # spec.reward_threshold ("solved"), None if it has none
     render_fps: float
+    action: ActionSpec = ActionSpec(n=2)  # the action space (Discrete n, or Box bounds)
+
+    @property
+    def continuous(self) -> bool:
+        """Box actions (a regression head), else Discrete (logits)."""
+        return self.action.continuous
 
 
 def _import_module_part(env_id: str) -> str:
@@ -83,15 +91,8 @@ def _spec(env_id: str) -> gym.envs.registration.EnvSpec:
         ) from None
 
 
-def check_spaces(env_id: str, obs_space: spaces.Space, act_space: spaces.Space) -> tuple[int, int]:
-    """Return ``(obs_dim, n_actions)``, or raise :class:`ConfigError` for unsupported spaces."""
-    if not isinstance(act_space, spaces.Discrete):
-        kind = "continuous (Box)" if isinstance(act_space, spaces.Box) else type(act_space).__name__
-        raise ConfigError(
-            f"env.id={env_id!r} has a {kind} action space {act_space}, but rl_lab learns a classifier over a "
-            "Discrete action space. Pick an environment with discrete actions (CartPole-v1, Acrobot-v1, "
-            "MountainCar-v0, LunarLander-v3), or a discretized version of this one."
-        )
+def check_spaces(env_id: str, obs_space: spaces.Space, act_space: spaces.Space) -> tuple[int, ActionSpec]:
+    """Return ``(obs_dim, action spec)``, or raise :class:`ConfigError` for unsupported spaces."""
     if not isinstance(obs_space, spaces.Box):
         raise ConfigError(
             f"env.id={env_id!r} has a {type(obs_space).__name__} observation space {obs_space}; rl_lab needs a flat "
@@ -104,12 +105,42 @@ def check_spaces(env_id: str, obs_space: spaces.Space, act_space: spaces.Space) 
             "needs a flat vector observation (shape (n,)). Pick an env with vector observations, or register a "
             "variant that flattens or encodes them."
         )
-    if act_space.start != 0:
-        raise ConfigError(
-            f"env.id={env_id!r} has actions {act_space} starting at {act_space.start}; rl_lab needs Discrete(n) "
-            "actions 0 .. n-1. Register a variant with start=0."
-        )
-    return int(obs_space.shape[0]), int(act_space.n)
+    return int(obs_space.shape[0]), action_spec(env_id, act_space)
+
+
+def action_spec(env_id: str, act_space: spaces.Space) -> ActionSpec:
+    """The :class:`ActionSpec` of a ``Discrete(n)`` or flat finite ``Box`` space; anything else is a ConfigError."""
+    if isinstance(act_space, spaces.Discrete):
+        if act_space.start != 0:
+            raise ConfigError(
+                f"env.id={env_id!r} has actions {act_space} starting at {act_space.start}; rl_lab needs Discrete(n) "
+                "actions 0 .. n-1. Register a variant with start=0."
+            )
+        return ActionSpec(n=int(act_space.n))
+    if isinstance(act_space, spaces.Box):
+        if len(act_space.shape) != 1:
+            raise ConfigError(
+                f"env.id={env_id!r} has Box actions of shape {act_space.shape}; rl_lab's regression head needs a flat "
+                "action vector (shape (d,)). Register a variant that flattens the actions with a gymnasium "
+                "ActionWrapper."
+            )
+        if not (np.all(np.isfinite(act_space.low)) and np.all(np.isfinite(act_space.high))):
+            raise ConfigError(
+                f"env.id={env_id!r} has Box actions {act_space} with infinite bounds, but rl_lab squashes its mean "
+                "action into the bounds (tanh) and draws round 0's actions uniformly inside them, which needs finite "
+                "bounds. Register a variant that sets them, e.g. gymnasium.wrappers.ClipAction or RescaleAction "
+                "(min_action=-1, max_action=1) around the env, with the range the env really uses."
+            )
+        if np.any(act_space.high <= act_space.low):
+            raise ConfigError(f"env.id={env_id!r} has Box actions {act_space} with an empty range (high <= low).")
+        return ActionSpec.box(act_space.low, act_space.high)
+    kind = type(act_space).__name__
+    raise ConfigError(
+        f"env.id={env_id!r} has a {kind} action space {act_space}; rl_lab supports Discrete(n) actions (a "
+        "classifier) and flat Box actions with finite bounds (a regression). For MultiDiscrete, register a variant "
+        "that maps it to one Discrete (the product of the sizes) or to a Box; for Dict or Tuple actions, flatten "
+        "them into a Box with a gymnasium ActionWrapper."
+    )
 
 
 def _missing_dependency(env_id: str, e: Exception) -> ConfigError:
@@ -139,11 +170,11 @@ def env_info(env_id: str) -> EnvInfo:
     spec = _spec(env_id)
     env = _make_single(env_id)
     try:
-        obs_dim, n_actions = check_spaces(env_id, env.observation_space, env.action_space)
+        obs_dim, action = check_spaces(env_id, env.observation_space, env.action_space)
         fps = float(env.metadata.get("render_fps") or 30)
     finally:
         env.close()
-    return EnvInfo(env_id, obs_dim, n_actions, spec.max_episode_steps, spec.reward_threshold, fps)
+    return EnvInfo(env_id, obs_dim, action.dim, spec.max_episode_steps, spec.reward_threshold, fps, action)
 
 
 def _is_native_cartpole(spec: gym.envs.registration.EnvSpec) -> bool:

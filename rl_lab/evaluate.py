@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from rl_lab.actions import ActionSpec, BoxStats
 from rl_lab.envs import make_vec_env
 from rl_lab.policy import ActFn
 
@@ -26,10 +27,11 @@ class EvalReport:
     env_id: str
     scores: np.ndarray  # (episodes,) float64
     lengths: np.ndarray  # (episodes,) int64
-    action_counts: np.ndarray  # (n_actions,) int64
+    action_counts: np.ndarray  # (n_actions,) int64; empty for Box actions
     reward_threshold: float | None = None
     seconds: float = 0.0
     rendered: list[Any] = field(default_factory=list)  # render.RenderedEpisode, with frames in video mode
+    box_stats: BoxStats | None = None  # Box actions: per-dimension statistics of every evaluation action
 
     @property
     def action_balance(self) -> np.ndarray:
@@ -51,9 +53,17 @@ class EvalReport:
             "success_rate": success,
             "reward_threshold": self.reward_threshold,
             "length_mean": float(self.lengths.mean()),
+            **self.action_figures(),
+            "scores": [float(x) for x in s],
+        }
+
+    def action_figures(self) -> dict[str, Any]:
+        """``action_counts`` and ``action_balance`` (Discrete), or the per-dimension figures of :class:`BoxStats`."""
+        if self.box_stats is not None:
+            return self.box_stats.summary()
+        return {
             "action_counts": [int(c) for c in self.action_counts],
             "action_balance": [float(b) for b in self.action_balance],
-            "scores": [float(x) for x in s],
         }
 
 
@@ -73,6 +83,7 @@ def evaluate(
     seed: int,
     reward_threshold: float | None = None,
     should_stop: Callable[[], bool] | None = None,
+    action: ActionSpec | None = None,
     **vector_options: Any,
 ) -> EvalReport:
     """Play ``episodes`` episodes batched over ``min(num_envs, episodes)`` sub-envs.
@@ -81,12 +92,14 @@ def evaluate(
         act: batched action function (greedy or sampling).
         env_id: gymnasium id.
         episodes: number of episodes.
-        n_actions: size of the action space (for the action counts).
+        n_actions: size of the action space (for the action counts; for Box actions, their dimension).
         num_envs: upper bound on the number of sub-envs.
         max_steps: truncation limit (``None``: the env's own).
         seed: reset seed.
         reward_threshold: score that counts as a success (``None``: no success rate).
         should_stop: polled every 64 steps; True raises :class:`KeyboardInterrupt`.
+        action: the action space; a Box one collects per-dimension statistics instead of counts
+            (``None``: Discrete with ``n_actions`` actions).
         vector_options: ``backend``, ``precision``, ``num_threads``, ``vectorization`` of
             :func:`rl_lab.envs.make_vec_env` (the same backend as the collection).
 
@@ -102,7 +115,9 @@ def evaluate(
     score = np.zeros(n, dtype=np.float64)
     length = np.zeros(n, dtype=np.int64)
     resetting = np.zeros(n, dtype=bool)  # NEXT_STEP: this step only resets the sub-env
-    action_counts = np.zeros(n_actions, dtype=np.int64)
+    box = action is not None and action.continuous
+    box_stats = action.new_stats() if box else None
+    action_counts = np.zeros(0 if box else n_actions, dtype=np.int64)
     results: list[tuple[int, int, float, int]] = []  # (env, k, score, length)
     try:
         obs, _ = venv.reset(seed=seed)
@@ -119,9 +134,12 @@ def evaluate(
             if playing.size == n:
                 actions = np.asarray(act(np.asarray(obs, dtype=np.float32)))
             else:
-                actions = np.zeros(n, dtype=np.int64)
+                actions = np.zeros((n, n_actions) if box else n, dtype=np.float32 if box else np.int64)
                 actions[playing] = act(np.ascontiguousarray(obs[playing], dtype=np.float32))
-            action_counts += np.bincount(actions[active], minlength=n_actions)[:n_actions]
+            if box_stats is not None:
+                box_stats.update(actions[active])
+            else:
+                action_counts += np.bincount(actions[active], minlength=n_actions)[:n_actions]
             obs, reward, terminated, truncated, _ = venv.step(actions.astype(env_dtype, copy=False))
             score += np.where(active, reward, 0.0)
             length += active
@@ -142,23 +160,39 @@ def evaluate(
         action_counts=action_counts,
         reward_threshold=reward_threshold,
         seconds=time.perf_counter() - t_begin,
+        box_stats=box_stats,
     )
 
 
-def merge_reports(first: list[Any], rest: EvalReport | None, env_id: str, n_actions: int, **kw: Any) -> EvalReport:
+def merge_reports(
+    first: list[Any],
+    rest: EvalReport | None,
+    env_id: str,
+    n_actions: int,
+    action: ActionSpec | None = None,
+    **kw: Any,
+) -> EvalReport:
     """Combine rendered episodes (played first) with a batched report of the remaining ones."""
     scores = [ep.score for ep in first] + ([] if rest is None else list(rest.scores))
     lengths = [ep.length for ep in first] + ([] if rest is None else list(rest.lengths))
-    counts = np.zeros(n_actions, dtype=np.int64)
+    box_stats = action.new_stats() if action is not None else None
+    counts = np.zeros(0 if box_stats is not None else n_actions, dtype=np.int64)
     for ep in first:
-        counts += np.asarray(ep.action_counts, dtype=np.int64)[:n_actions]
+        if box_stats is not None:
+            box_stats.update(ep.actions)
+        else:
+            counts += np.asarray(ep.action_counts, dtype=np.int64)[:n_actions]
     if rest is not None:
-        counts += rest.action_counts
+        if box_stats is not None and rest.box_stats is not None:
+            box_stats.merge(rest.box_stats)
+        elif box_stats is None:
+            counts += rest.action_counts
     return EvalReport(
         env_id=env_id,
         scores=np.array(scores, dtype=np.float64),
         lengths=np.array(lengths, dtype=np.int64),
         action_counts=counts,
         rendered=list(first),
+        box_stats=box_stats,
         **kw,
     )

@@ -241,7 +241,7 @@ def load_minari(
             f"{what}: the dataset names no environment (no env_spec), and rl_lab needs one to evaluate the policy."
         )
     try:
-        obs_dim, n_actions = check_spaces(str(data_env), obs_space, act_space)
+        obs_dim, action = check_spaces(str(data_env), obs_space, act_space)
     except ConfigError as e:
         raise ConfigError(f"{what}: rl_lab cannot learn from this dataset's spaces. {e}") from None
     if env_id != data_env and env_id.partition(":")[2] != data_env and str(data_env).partition(":")[2] != env_id:
@@ -255,7 +255,7 @@ def load_minari(
         rewards = np.asarray(ep.rewards, dtype=np.float64)
         obs_l.append(obs[:-1])
         final_l.append(obs[-1])
-        act_l.append(np.asarray(ep.actions).astype(np.int64).reshape(-1))
+        act_l.append(np.asarray(ep.actions).astype(action.store_dtype()).reshape(len(ep), *action.row_shape()))
         rew_l.append(rewards)
         term_l.append(bool(len(ep) and ep.terminations[-1]))
         returns.append(float(np.cumsum(rewards)[-1]) if rewards.size else 0.0)
@@ -274,7 +274,7 @@ def load_minari(
     samples = int(sum(lengths[i] for i in idx))
     ds = Dataset(
         obs=np.concatenate([obs_l[i] for i in idx]) if samples else np.zeros((0, obs_dim), np.float32),
-        actions=np.concatenate([act_l[i] for i in idx]) if samples else np.zeros(0, np.int64),
+        actions=np.concatenate([act_l[i] for i in idx]) if samples else action.empty(0),
         episode_returns=r,
         episode_lengths=np.array(lengths, dtype=np.int64),
         kept=kept,
@@ -294,8 +294,11 @@ def load_minari(
         terminated=np.array([term_l[i] for i in idx], dtype=bool),
         final_obs=np.stack([final_l[i] for i in idx]),
     )
-    if ds.actions.size and (ds.actions.min() < 0 or ds.actions.max() >= n_actions):
-        raise ConfigError(f"{what}: actions outside 0 .. {n_actions - 1}; the dataset does not fit its action space.")
+    if action.continuous:
+        if ds.actions.size and not np.all(np.isfinite(ds.actions)):
+            raise ConfigError(f"{what}: the actions hold NaN or infinite values; the dataset is damaged.")
+    elif ds.actions.size and (ds.actions.min() < 0 or ds.actions.max() >= action.n):
+        raise ConfigError(f"{what}: actions outside 0 .. {action.n - 1}; the dataset does not fit its action space.")
     return ds
 
 

@@ -2,6 +2,11 @@
 
 A checkpoint stores the constructor arguments and the env id next to the weights (as
 Stable-Baselines3's ``save`` does), so ``load_policy`` rebuilds the network with no config.
+
+The head follows the action space (:mod:`rl_lab.actions`): for ``Discrete`` actions the network's
+outputs are logits; for ``Box`` actions (``action_low`` / ``action_high`` given) they are the
+unsquashed means ``u``, and the action is ``tanh(u)`` mapped into the bounds
+(:meth:`MLPPolicy.mean_action`), as SB3's squashed Gaussian maps its latent.
 """
 
 from __future__ import annotations
@@ -14,12 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from rl_lab.actions import ActionSpec
 from rl_lab.errors import ConfigError
 from rl_lab.utils import atomic_path
 
 CHECKPOINT_FORMAT = "rl_lab.policy/1"
 
-ActFn = Callable[[np.ndarray], np.ndarray]  # obs (B, obs_dim) float32 -> actions (B,) int64
+ActFn = Callable[[np.ndarray], np.ndarray]  # obs (B, obs_dim) float32 -> actions (B,) int64, or (B, d) float32
 
 # The one table of activation names (rl_lab.config.ACTIVATIONS lists the same names for validation,
 # without importing torch; tests/test_policy.py checks that the two agree).
@@ -100,7 +106,7 @@ def create_mlp(
 
 
 class MLPPolicy(nn.Module):
-    """Observation -> action logits: the :func:`create_mlp` layers in an ``nn.Sequential``.
+    """Observation -> action logits (Discrete) or unsquashed means (Box): the :func:`create_mlp` layers in an ``nn.Sequential``.
 
     A plain module: ``forward`` is ``self.net``, autograd does the backward. Speed-ups live
     outside the model (:mod:`rl_lab.fast_mlp`) and are used only for the structures they know.
@@ -119,6 +125,8 @@ class MLPPolicy(nn.Module):
         activation: str = "relu",
         dropout: float = 0.0,
         layer_norm: bool = False,  # checkpoints written before this option have no such key: False
+        action_low: list[float] | None = None,  # Box actions: the bounds (n_actions is then the dimension)
+        action_high: list[float] | None = None,
     ) -> None:
         super().__init__()
         self.kwargs: dict[str, Any] = {
@@ -129,15 +137,40 @@ class MLPPolicy(nn.Module):
             "dropout": float(dropout),
             "layer_norm": bool(layer_norm),
         }
+        if (action_low is None) != (action_high is None):
+            raise ValueError("give both action_low and action_high (Box actions), or neither (Discrete)")
+        if action_low is not None:
+            self.kwargs.update(action_low=[float(x) for x in action_low], action_high=[float(x) for x in action_high])
+            self.action = ActionSpec.box(action_low, action_high)
+            if self.action.dim != n_actions:
+                raise ValueError(f"{self.action.dim} action bounds for an output of size {n_actions}")
+        else:
+            self.action = ActionSpec(n=int(n_actions))
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}: one of {', '.join(ACTIVATIONS)}")
         self.net = nn.Sequential(
             *create_mlp(obs_dim, n_actions, list(hidden_sizes), ACTIVATIONS[activation], dropout, layer_norm)
         )
 
+    @property
+    def continuous(self) -> bool:
+        """A Box head (regression), else Discrete logits."""
+        return self.action.continuous
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """Logits ``(batch, n_actions)`` for observations ``(batch, obs_dim)``."""
+        """Logits (Discrete) or unsquashed means (Box), ``(batch, n_actions)``, for observations ``(batch, obs_dim)``."""
         return self.net(obs)
+
+    @staticmethod
+    def squash(out: torch.Tensor) -> torch.Tensor:
+        """A Box head's outputs in the unit box ``[-1, 1]^d`` (what the loss compares with the scaled targets)."""
+        return torch.tanh(out)
+
+    def mean_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """Box: the mean action ``low + (tanh(u) + 1) / 2 * (high - low)``, inside the bounds."""
+        low = torch.as_tensor(self.action.low_array, device=obs.device)
+        high = torch.as_tensor(self.action.high_array, device=obs.device)
+        return low + (self.squash(self(obs)) + 1.0) * 0.5 * (high - low)
 
 
 def act_fn(
@@ -146,11 +179,16 @@ def act_fn(
     temperature: float = 1.0,
     rng: np.random.Generator | None = None,
     device: str = "cpu",
+    noise_std: float = 0.0,
 ) -> ActFn:
-    """Wrap a policy as a batched numpy behaviour: argmax (greedy) or a sample from ``softmax(logits / T)``.
+    """Wrap a policy as a batched numpy behaviour.
 
-    Sampling uses the Gumbel-max trick (``argmax(logits / T + Gumbel noise)`` is distributed as the
-    softmax) with noise from ``rng`` (numpy), so it is exact, cheap and reproducible on any device.
+    Discrete: argmax (greedy) or a sample from ``softmax(logits / T)``. Sampling uses the Gumbel-max
+    trick (``argmax(logits / T + Gumbel noise)`` is distributed as the softmax) with noise from
+    ``rng`` (numpy), so it is exact, cheap and reproducible on any device.
+
+    Box: the mean action (greedy), or the mean plus Gaussian noise of standard deviation
+    ``noise_std`` half-ranges per dimension (float64 draws from ``rng``), clipped to the bounds.
     """
     from rl_lab.fast_mlp import inference_forward  # fast_mlp imports this module
 
@@ -158,6 +196,8 @@ def act_fn(
     if not greedy and rng is None:
         raise ValueError("sampling needs an rng")
     forward = inference_forward(policy)  # ``policy`` itself, or the same kernels without the module calls
+    if policy.continuous:
+        return _box_act_fn(forward, policy.action, greedy, rng, device, noise_std)
 
     @torch.inference_mode()
     def act(obs: np.ndarray) -> np.ndarray:
@@ -167,6 +207,29 @@ def act_fn(
         z = logits.cpu().numpy().astype(np.float64) / temperature
         z += rng.gumbel(size=z.shape)
         return z.argmax(axis=1)
+
+    return act
+
+
+def _box_act_fn(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    action: ActionSpec,
+    greedy: bool,
+    rng: np.random.Generator | None,
+    device: str,
+    noise_std: float,
+) -> ActFn:
+    low, high = action.low_array, action.high_array
+    half = (high - low).astype(np.float64) / 2.0
+
+    @torch.inference_mode()
+    def act(obs: np.ndarray) -> np.ndarray:
+        unit = torch.tanh(forward(torch.from_numpy(obs).to(device))).cpu().numpy()  # (B, d) in [-1, 1]
+        mean = low + (unit + 1.0) * 0.5 * (high - low)
+        if greedy or noise_std == 0.0:
+            return np.clip(mean, low, high).astype(np.float32)
+        noisy = mean + noise_std * half * rng.standard_normal(mean.shape)
+        return np.clip(noisy, low, high).astype(np.float32)
 
     return act
 
@@ -224,6 +287,18 @@ def read_checkpoint(path: str | Path, key: str = "checkpoint") -> dict[str, Any]
             f"{CHECKPOINT_FORMAT!r}). Give a policy.pt written by rl-lab."
         )
     return payload
+
+
+def check_head(policy: MLPPolicy, action: ActionSpec, env_id: str, path: str | Path, key: str = "checkpoint") -> None:
+    """Refuse a checkpoint whose head does not fit the env's action space (Discrete logits vs Box means, sizes, bounds)."""
+    if policy.action == action:
+        return
+    have = f"a {'Box' if policy.continuous else 'Discrete'} head for {policy.action.describe()}"
+    want = f"{'Box' if action.continuous else 'Discrete'} actions {action.describe()}"
+    raise ConfigError(
+        f"{key}={str(path)!r} holds {have}, but env.id={env_id!r} has {want}. A policy only plays the action "
+        "space it was trained on: evaluate it on its own env (leave env.id unset), or train one for this env."
+    )
 
 
 def load_policy(path: str | Path, key: str = "checkpoint") -> tuple[MLPPolicy, dict[str, Any]]:

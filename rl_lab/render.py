@@ -32,7 +32,7 @@ from rl_lab.utils import atomic_path
 log = logging.getLogger(__name__)
 
 ActFn = Callable[[np.ndarray], np.ndarray]
-"""A batched policy: observations ``(B, obs_dim)`` float32 -> actions ``(B,)`` int64.
+"""A batched policy: observations ``(B, obs_dim)`` float32 -> actions ``(B,)`` int64 (or ``(B, d)`` float32).
 
 The same alias as :data:`rl_lab.policy.ActFn`, declared here so that importing this module does not import torch."""
 
@@ -48,8 +48,9 @@ class RenderedEpisode:
 
     score: float
     length: int
-    action_counts: np.ndarray  # (n_actions,) int64: how often each action was taken
+    action_counts: np.ndarray  # (n_actions,) int64: how often each action was taken (empty for Box actions)
     frames: list[np.ndarray] | None  # HxWx3 uint8 frames (video mode only), first frame = after reset
+    actions: np.ndarray | None = None  # Box actions: (length, d) float32, every action taken
 
 
 def display_available() -> bool:
@@ -114,7 +115,7 @@ def play_episodes(
     * ``none``: no rendering at all (``frames`` is None).
 
     Raises:
-        ConfigError: bad mode (see :func:`check_render_mode`), unknown env id, non-discrete actions.
+        ConfigError: bad mode (see :func:`check_render_mode`), unknown env id, actions neither Discrete nor Box.
     """
     check_render_mode(mode)
     import gymnasium as gym
@@ -131,11 +132,12 @@ def play_episodes(
     done: list[RenderedEpisode] = []
     try:
         space = env.action_space
-        if not isinstance(space, gym.spaces.Discrete):
+        box = isinstance(space, gym.spaces.Box)
+        if not (box or isinstance(space, gym.spaces.Discrete)):
             raise ConfigError(
-                f"environment {env_id!r} has action space {space}; rendering a policy needs a Discrete action space."
+                f"environment {env_id!r} has action space {space}; rendering a policy needs Discrete or Box actions."
             )
-        n_actions, start = int(space.n), int(space.start)
+        n_actions, start = (0, 0) if box else (int(space.n), int(space.start))
         if human and fps is not None:
             # render_fps is a class attribute: give this env instance its own copy.
             md = {**env.unwrapped.metadata, "render_fps": fps}
@@ -145,13 +147,19 @@ def play_episodes(
             obs, _ = env.reset(seed=seed + k)
             frames: list[np.ndarray] | None = [_frame(env.render())] if mode == "video" else None
             counts = np.zeros(n_actions, dtype=np.int64)
+            taken: list[np.ndarray] = []
             score, length, last_action = 0.0, 0, None
             if human and _after_human_render(overlay_drawer, k, episodes, length, score, last_action):
                 return done
             while True:
-                action = int(np.asarray(act_fn(np.asarray(obs, dtype=np.float32)[None]))[0])
+                out = np.asarray(act_fn(np.asarray(obs, dtype=np.float32)[None]))[0]
+                if box:
+                    action: Any = out.astype(space.dtype)
+                    taken.append(out)
+                else:
+                    action = int(out)
+                    counts[action - start] += 1
                 obs, reward, terminated, truncated, _ = env.step(action)
-                counts[action - start] += 1
                 score += float(reward)
                 length += 1
                 last_action = action
@@ -161,7 +169,8 @@ def play_episodes(
                     return done
                 if terminated or truncated:
                     break
-            done.append(RenderedEpisode(score=score, length=length, action_counts=counts, frames=frames))
+            acts = np.asarray(taken, dtype=np.float32).reshape(length, -1) if box else None
+            done.append(RenderedEpisode(score=score, length=length, action_counts=counts, frames=frames, actions=acts))
     except KeyboardInterrupt:
         if not human:
             raise
@@ -182,7 +191,7 @@ def _frame(img: Any) -> np.ndarray:
 
 
 def _after_human_render(
-    drawer: _Overlay | None, k: int, episodes: int, step: int, score: float, action: int | None
+    drawer: _Overlay | None, k: int, episodes: int, step: int, score: float, action: Any
 ) -> bool:
     """After the env drew a human frame: handle window events, draw the overlay. True = window closed."""
     import pygame
@@ -194,7 +203,8 @@ def _after_human_render(
         log.info("render window closed; stopping playback after %d completed episode(s)", k)
         return True
     if drawer is not None:
-        last = "-" if action is None else str(action)
+        last = "-" if action is None else (str(action) if np.ndim(action) == 0 else np.array2string(
+            np.asarray(action), precision=2, separator=" "))
         drawer.draw(f"episode {k + 1}/{episodes}  step {step}  score {score:g}  action {last}")
     return False
 

@@ -54,6 +54,27 @@ class Tracker:
                 global_step=step,
             )
 
+    def box_actions(self, prefix: str, stats: Any, step: int) -> None:
+        """Box actions (a :class:`rl_lab.actions.BoxStats`): per dimension ``<prefix>/action_mean/<j>``,
+        ``action_std/<j>``, ``action_saturation/<j>`` and a histogram ``<prefix>/actions/<j>``."""
+        for name, values in (("action_mean", stats.mean), ("action_std", stats.std), ("action_saturation", stats.saturation)):
+            self.scalars({f"{prefix}/{name}/{j}": float(v) for j, v in enumerate(values)}, step)
+        if stats.count == 0:
+            return
+        for j in range(stats.counts.shape[0]):
+            counts = stats.counts[j].astype(np.float64)
+            self.writer.add_histogram_raw(
+                f"{prefix}/actions/{j}",
+                min=float(stats.edges[j, 0]),
+                max=float(stats.edges[j, -1]),
+                num=int(stats.count),
+                sum=float(stats.total[j]),
+                sum_squares=float(stats.total_sq[j]),
+                bucket_limits=stats.edges[j, 1:].tolist(),
+                bucket_counts=counts.tolist(),
+                global_step=step,
+            )
+
     def weights(self, model: Any, step: int) -> None:
         """Histograms of every parameter tensor (``weights/<name>``)."""
         for name, p in model.named_parameters():

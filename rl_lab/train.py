@@ -1,5 +1,9 @@
 """Supervised training of the policy on (observation, action) pairs: cross-entropy, Adam, mini-batches.
 
+Discrete actions are a classification (cross-entropy on the logits, accuracy reported). Box actions
+are a regression: the mean squared error between the squashed outputs ``tanh(u)`` and the kept
+actions scaled into ``[-1, 1]^d`` (:meth:`rl_lab.actions.ActionSpec.to_unit`); no accuracy.
+
 The data stay in tensors on the device; each epoch draws a seeded permutation and slices
 mini-batches out of it (no ``DataLoader``: collating 64 single samples per batch costs more than
 the step itself on CPU). The logits come from the model, or from the equivalent one-node step of
@@ -168,7 +172,7 @@ def fit(
     Args:
         policy: the network (moved to ``device``).
         obs: ``(samples, obs_dim)`` float32.
-        actions: ``(samples,)`` int64.
+        actions: ``(samples,)`` action ids (Discrete) or ``(samples, d)`` actions inside the bounds (Box).
         cfg: epochs, batch size, learning rate, validation share.
         seed: seeds the split, the shuffling and dropout.
         device: torch device.
@@ -220,7 +224,11 @@ def _fit(
     t_begin = time.perf_counter()
     train_idx, val_idx = split(len(actions), cfg.val_fraction, seed)
     x = torch.from_numpy(np.ascontiguousarray(obs, dtype=np.float32)).to(device)  # (S, obs_dim)
-    y = torch.from_numpy(np.ascontiguousarray(actions, dtype=np.int64)).to(device)  # (S,)
+    continuous = bool(getattr(policy, "continuous", False))  # an MLPPolicy with a Box head
+    if continuous:  # (S, d): the kept actions in the unit box, the targets of tanh(outputs)
+        y = torch.from_numpy(np.ascontiguousarray(policy.action.to_unit(actions), dtype=np.float32)).to(device)
+    else:
+        y = torch.from_numpy(np.ascontiguousarray(actions, dtype=np.int64)).to(device)  # (S,)
     x_train, y_train = x[train_idx], y[train_idx]
     x_val, y_val = x[val_idx], y[val_idx]
     policy.to(device)
@@ -250,7 +258,7 @@ def _fit(
             torch.cuda.set_rng_state(resume.cuda_rng, device)
         history, start_epoch = list(resume.history), resume.epoch
 
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = _squashed_mse if continuous else nn.CrossEntropyLoss()
     n, bs = len(train_idx), cfg.batch_size
     n_batches = max(1, -(-n // bs))
     with _progress(cfg.progress, (cfg.epochs - start_epoch) * n_batches) as advance:
@@ -276,9 +284,11 @@ def _fit(
                 sizes = torch.full((n_batches,), float(bs), device=device)
                 sizes[-1] = n - bs * (n_batches - 1)
                 loss_sum = float((torch.stack(losses) * sizes).sum()) if n else 0.0
-                correct = int((torch.cat(outputs).argmax(1) == ys).sum()) if n else 0
-            figures = {"train/loss": loss_sum / max(n, 1), "train/accuracy": correct / max(n, 1)}
-            figures.update(_validate(policy, x_val, y_val, loss_fn))
+                correct = int((torch.cat(outputs).argmax(1) == ys).sum()) if n and not continuous else 0
+            figures = {"train/loss": loss_sum / max(n, 1)}
+            if not continuous:
+                figures["train/accuracy"] = correct / max(n, 1)
+            figures.update(_validate(policy, x_val, y_val, loss_fn, continuous))
             history.append(figures)
             state = TrainState(
                 epoch=epoch + 1,
@@ -302,16 +312,23 @@ def _fit(
     )
 
 
+def _squashed_mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """A Box head's loss: the mean squared error of ``tanh(outputs)`` against the unit-box targets."""
+    return nn.functional.mse_loss(torch.tanh(out), target)
+
+
 @torch.inference_mode()
-def _validate(policy: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module) -> dict[str, float]:
+def _validate(
+    policy: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable[..., torch.Tensor], continuous: bool
+) -> dict[str, float]:
     if len(y) == 0:
         return {}
     policy.eval()
     logits = torch.cat([policy(xb) for xb in x.split(8192)])
-    return {
-        "val/loss": float(loss_fn(logits, y)),
-        "val/accuracy": float((logits.argmax(1) == y).float().mean()),
-    }
+    figures = {"val/loss": float(loss_fn(logits, y))}
+    if not continuous:
+        figures["val/accuracy"] = float((logits.argmax(1) == y).float().mean())
+    return figures
 
 
 def _progress(enabled: bool, total: int) -> Any:

@@ -67,11 +67,19 @@ class BestActionEnv(gym.Env):
 
 
 class ContinuousEnv(FixedLengthEnv):
-    """Same as FixedLengthEnv but with a continuous action space (must be refused)."""
+    """Same as FixedLengthEnv but with a continuous action space without bounds (must be refused)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.action_space = spaces.Box(-1, 1, shape=(1,), dtype=np.float32)
+        self.action_space = spaces.Box(-np.inf, np.inf, shape=(1,), dtype=np.float32)
+
+
+class MultiDiscreteEnv(FixedLengthEnv):
+    """A MultiDiscrete action space (must be refused)."""
+
+    def __init__(self, render_mode=None) -> None:
+        super().__init__()
+        self.action_space = spaces.MultiDiscrete([2, 3])
 
 
 class ImageEnv(FixedLengthEnv):
@@ -94,6 +102,7 @@ for _name, _cls, _limit in (
     ("rl_lab_test/FixedLength-v0", FixedLengthEnv, 50),
     ("rl_lab_test/BestAction-v0", BestActionEnv, 20),
     ("rl_lab_test/Continuous-v0", ContinuousEnv, 50),
+    ("rl_lab_test/MultiDiscrete-v0", MultiDiscreteEnv, 50),
     ("rl_lab_test/Image-v0", ImageEnv, 50),
     ("rl_lab_test/Dict-v0", DictEnv, 50),
 ):

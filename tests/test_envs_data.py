@@ -21,8 +21,8 @@ from rl_lab.utils import derive_seed, resolve_device
     [
         ("NoSuchEnv-v0", "not a registered gymnasium environment"),
         ("CartPol-v1", "Did you mean CartPole-v1"),
-        ("Pendulum-v1", "continuous"),
-        ("rl_lab_test/Continuous-v0", "continuous"),
+        ("rl_lab_test/Continuous-v0", "infinite bounds"),
+        ("rl_lab_test/MultiDiscrete-v0", "MultiDiscrete action space"),
         ("rl_lab_test/Image-v0", "image"),
         ("rl_lab_test/Dict-v0", "Dict observation space"),
     ],

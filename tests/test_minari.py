@@ -319,8 +319,8 @@ def test_import_errors_are_clear(tmp_path, minari_root):
     assert "no local Minari dataset 'test/nope-v0'" in msg and str(minari_root) in msg and "test/cartpole-v0" in msg
     msg = error("collector.dataset=minari:test/cartpole-v0", "env.id=Acrobot-v1")
     assert "'CartPole-v1'" in msg and "env.id='Acrobot-v1'" in msg and "set env.id=CartPole-v1" in msg
-    msg = error("collector.dataset=minari:test/pendulum-v0")  # (env.id=Pendulum-v1 is refused before any data)
-    assert "cannot learn from this dataset's spaces" in msg and "Discrete" in msg
+    msg = error("collector.dataset=minari:test/pendulum-v0")  # Box actions are learnt, but on their own env
+    assert "env 'Pendulum-v1'" in msg and "set env.id=Pendulum-v1" in msg
     msg = error("collector.dataset=minari:test/cartpole")  # no -vN
     assert "not a Minari dataset id" in msg
     msg = error("collector.dataset=minari:test/cartpole-v0", "collector.min_score=1000")

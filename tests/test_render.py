@@ -162,8 +162,18 @@ def test_play_bad_env_and_mode(headless):
         play_episodes(always(0), "Nope-v0", episodes=1, seed=0, mode="video")
     with pytest.raises(ConfigError):
         play_episodes(always(0), "CartPole-v1", episodes=1, seed=0, mode="window")
-    with pytest.raises(ConfigError, match="Discrete"):
-        play_episodes(always(0), "Pendulum-v1", episodes=1, seed=0, mode="video")
+    with pytest.raises(ConfigError, match="Discrete or Box"):
+        play_episodes(always(0), "rl_lab_test/MultiDiscrete-v0", episodes=1, seed=0, mode="video")
+
+
+def test_play_box_actions_records_them(headless):
+    """Pendulum-v1 (Box actions): the episode's float actions are kept for the statistics, frames are drawn."""
+    (ep,) = play_episodes(
+        lambda obs: np.full((obs.shape[0], 1), 0.5, np.float32), "Pendulum-v1", episodes=1, seed=0, mode="video",
+        max_steps=5,
+    )  # fmt: skip
+    assert ep.length == 5 and ep.actions.shape == (5, 1) and (ep.actions == 0.5).all()
+    assert len(ep.frames) == 6 and ep.action_counts.size == 0
 
 
 def test_play_video_mode_ctrl_c_propagates(headless):

@@ -1,0 +1,247 @@
+"""Box (continuous) action spaces: statistics, refusals, the regression head, data against gymnasium."""
+
+from __future__ import annotations
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+import rl_lab_toy_env  # noqa: F401  (registers ToyBox-v0)
+from rl_lab.actions import ActionSpec, BoxStats, format_box_stats
+from rl_lab.collect import collect
+from rl_lab.config import CollectorConfig, TrainerConfig, _validate_collector
+from rl_lab.envs import check_spaces, env_info, envpool_ids, make_vec_env
+from rl_lab.errors import ConfigError
+from rl_lab.fast_mlp import supports
+from rl_lab.policy import MLPPolicy, act_fn, check_head, load_policy, save_policy
+from rl_lab.train import fit
+
+HAS_ENVPOOL = envpool_ids() is not None
+OBS = spaces.Box(-1, 1, shape=(3,), dtype=np.float32)
+
+
+# --- statistics on known actions ------------------------------------------------------------------
+
+
+def test_box_stats_on_known_actions():
+    low, high = np.array([-2.0, 0.0]), np.array([2.0, 10.0])
+    a = np.array([[-2.0, 0.0], [-1.97, 5.0], [0.0, 9.95], [1.0, 10.0], [2.0, 3.0]])
+    s = BoxStats.of(a, low, high).summary()
+    np.testing.assert_allclose(s["action_mean"], a.mean(axis=0))
+    np.testing.assert_allclose(s["action_std"], a.std(axis=0))
+    # within 1% of the range from a bound: dim 0 band 0.04 (-2, -1.97, 2); dim 1 band 0.1 (0, 9.95, 10)
+    assert s["action_saturation"] == [0.6, 0.6]
+    counts = np.array(s["action_histogram"]["counts"])
+    assert counts.shape == (2, 20) and counts.sum(axis=1).tolist() == [5, 5]
+    assert counts[0, 0] == 2 and counts[0, 19] == 1  # -2 and -1.97 in the first bin; the upper bound in the last
+    assert s["action_histogram"]["edges"][1][:3] == [0.0, 0.5, 1.0]
+    assert "dim 1: mean +5.590" in format_box_stats(s)
+
+
+def test_box_stats_streaming_equals_one_batch():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(-1, 1, size=(1000, 3))
+    whole = BoxStats.of(a, -np.ones(3), np.ones(3))
+    parts = BoxStats(-np.ones(3), np.ones(3))
+    for chunk in np.array_split(a, 7):
+        part = BoxStats.of(chunk, -np.ones(3), np.ones(3))
+        parts.merge(part)
+    assert parts.count == 1000
+    np.testing.assert_allclose(parts.mean, whole.mean)
+    np.testing.assert_allclose(parts.std, whole.std)
+    assert (parts.counts == whole.counts).all() and (parts.saturated == whole.saturated).all()
+
+
+# --- spaces rl_lab refuses, with what to do ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "space, words",
+    [
+        (spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32), ["infinite bounds", "RescaleAction"]),
+        (spaces.Box(-1, 1, shape=(2, 2), dtype=np.float32), ["shape (2, 2)", "flat action vector"]),
+        (spaces.MultiDiscrete([3, 2]), ["MultiDiscrete", "one Discrete"]),
+        (spaces.Dict({"a": spaces.Discrete(2)}), ["Dict", "flatten them into a Box"]),
+        (spaces.Discrete(3, start=1), ["starting at 1"]),
+    ],
+)
+def test_unsupported_action_spaces_are_refused_with_a_fix(space, words):
+    with pytest.raises(ConfigError) as e:
+        check_spaces("My-v0", OBS, space)
+    assert "env.id='My-v0'" in str(e.value)
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_box_and_discrete_specs():
+    _, box = check_spaces("X", OBS, spaces.Box(np.array([-1, 0]), np.array([1, 4]), dtype=np.float32))
+    assert box.continuous and box.dim == 2 and box.low == (-1.0, 0.0) and box.high == (1.0, 4.0)
+    assert box.store_dtype() == np.float32 and box.row_shape() == (2,)
+    np.testing.assert_allclose(box.from_unit(box.to_unit(np.array([[0.5, 3.0]]))), [[0.5, 3.0]])
+    _, disc = check_spaces("X", OBS, spaces.Discrete(3))
+    assert not disc.continuous and disc.dim == 3 and disc.store_dtype() == np.uint8
+    info = env_info("Pendulum-v1")
+    assert info.continuous and info.n_actions == 1 and info.action.low == (-2.0,) and info.action.high == (2.0,)
+
+
+@pytest.mark.parametrize(
+    "key, value, words",
+    [
+        ("noise_std", 0.0, "must be a positive number"),
+        ("noise_std", -0.1, "must be a positive number"),
+        ("noise_std", float("nan"), "must be a positive number"),
+        ("noise_decay", 0.0, "outside (0, 1]"),
+        ("noise_decay", 1.5, "outside (0, 1]"),
+    ],
+)
+def test_bad_noise_settings_are_refused(key, value, words):
+    with pytest.raises(ConfigError) as e:
+        _validate_collector(CollectorConfig(**{key: value}))
+    assert f"collector.{key}=" in str(e.value) and words in str(e.value)
+
+
+# --- the regression head ------------------------------------------------------------------------------
+
+
+def box_policy(hidden=(32, 32), dropout=0.0) -> MLPPolicy:
+    torch.manual_seed(0)
+    return MLPPolicy(3, 2, list(hidden), "relu", dropout, action_low=[-1.0, 0.0], action_high=[1.0, 4.0])
+
+
+def test_mean_action_is_inside_the_bounds_and_greedy_acts_it():
+    policy = box_policy()
+    with torch.no_grad():
+        policy.net[-1].bias.copy_(torch.tensor([50.0, -50.0]))  # saturate the tanh both ways
+    obs = np.random.default_rng(0).uniform(-1, 1, (8, 3)).astype(np.float32)
+    mean = policy.mean_action(torch.from_numpy(obs)).detach().numpy()
+    np.testing.assert_allclose(mean, np.tile([1.0, 0.0], (8, 1)), atol=1e-6)
+    greedy = act_fn(policy, greedy=True)(obs)
+    assert greedy.dtype == np.float32 and greedy.shape == (8, 2)
+    np.testing.assert_array_equal(greedy, np.clip(mean, [-1, 0], [1, 4]).astype(np.float32))
+
+
+def test_noisy_behaviour_has_the_asked_spread_in_half_ranges_and_is_clipped():
+    policy = box_policy()
+    with torch.no_grad():
+        policy.net[-1].weight.zero_()
+        policy.net[-1].bias.zero_()  # mean action: the middle of the box (0, 2)
+    obs = np.zeros((20000, 3), np.float32)
+    a = act_fn(policy, greedy=False, rng=np.random.default_rng(1), noise_std=0.2)(obs)
+    # half-ranges 1 and 2: standard deviations 0.2 and 0.4
+    np.testing.assert_allclose(a.std(axis=0), [0.2, 0.4], rtol=0.03)
+    wide = act_fn(policy, greedy=False, rng=np.random.default_rng(1), noise_std=3.0)(obs)
+    assert wide.min(axis=0).tolist() == [-1.0, 0.0] and wide.max(axis=0).tolist() == [1.0, 4.0]
+    again = act_fn(policy, greedy=False, rng=np.random.default_rng(1), noise_std=0.2)(obs)
+    np.testing.assert_array_equal(a, again)  # same rng seed, same actions
+
+
+def test_box_checkpoint_round_trip_and_head_check(tmp_path):
+    policy = box_policy()
+    path = save_policy(policy, tmp_path / "policy.pt", "rl_lab_toy_env:ToyBox-v0")
+    loaded, _ = load_policy(path)
+    assert loaded.continuous and loaded.action == policy.action
+    obs = torch.zeros(2, 3)
+    assert torch.equal(loaded(obs), policy.eval()(obs))
+    check_head(loaded, policy.action, "rl_lab_toy_env:ToyBox-v0", path)  # fits: no error
+    with pytest.raises(ConfigError, match="holds a Box head .* but env.id='CartPole-v1' has Discrete actions"):
+        check_head(loaded, ActionSpec(n=2), "CartPole-v1", path)
+    discrete = MLPPolicy(3, 2, [8])
+    with pytest.raises(ConfigError, match="holds a Discrete head .* has Box actions"):
+        check_head(discrete, policy.action, "ToyBox-v0", path)
+
+
+def toy_box_data(n=4000, seed=0):
+    rng = np.random.default_rng(seed)
+    obs = np.concatenate([rng.uniform(0, 1, (n, 1)), rng.uniform(-0.8, 0.8, (n, 2))], axis=1).astype(np.float32)
+    from rl_lab_toy_env import ToyBoxEnv
+
+    return obs, ToyBoxEnv.best_action(obs)
+
+
+def test_fit_regresses_the_kept_actions():
+    obs, actions = toy_box_data()
+    policy = box_policy(hidden=(64, 64))
+    result = fit(policy, obs, actions, TrainerConfig(epochs=15, lr=3e-3, progress=False), seed=0)
+    hist = result.history
+    assert "train/accuracy" not in hist[-1] and "val/accuracy" not in hist[-1]
+    assert hist[-1]["val/loss"] < 0.1 * hist[0]["train/loss"]
+    pred = act_fn(policy)(obs[:500])
+    assert np.abs(pred - actions[:500]).mean() < 0.1  # in action units (dim 1 has range 4)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_fast_step_equals_autograd_for_the_box_head(dropout):
+    obs, actions = toy_box_data(600)
+    cfg = TrainerConfig(epochs=2, batch_size=64, lr=1e-3, progress=False)
+    a, b = box_policy(dropout=dropout), box_policy(dropout=dropout)
+    assert supports(a)
+    fit(a, obs, actions, cfg, seed=3)
+    fit(b, obs, actions, TrainerConfig(**{**cfg.__dict__, "fast": False}), seed=3)
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
+
+
+# --- the data, against gymnasium's own env ----------------------------------------------------------------
+
+
+def box_random(env_id, backend, episodes, num_envs, seed):
+    limit = gym.spec(env_id).max_episode_steps
+    venv = make_vec_env(env_id, num_envs, limit, backend=backend, num_threads=2)
+    try:
+        ds, _ = collect(venv, np.random.default_rng(seed), episodes, max_steps=limit, seed=seed, top_fraction=1.0)
+    finally:
+        venv.close()
+    return ds
+
+
+def test_pendulum_gymnasium_backend_is_gymnasium_bit_for_bit():
+    """One sub-env: the float32 actions stored are the ones that, replayed in gymnasium.make, give the data."""
+    ds = box_random("Pendulum-v1", "gymnasium", 3, num_envs=1, seed=3)
+    assert ds.actions.dtype == np.float32 and ds.actions.shape == (600, 1)
+    assert ds.actions.min() >= -2.0 and ds.actions.max() <= 2.0
+    env = gym.make("Pendulum-v1")
+    obs, _ = env.reset(seed=3)
+    row = 0
+    for k in range(3):
+        total = 0.0
+        for i in range(200):
+            np.testing.assert_array_equal(ds.obs[row + i], obs.astype(np.float32))
+            obs, r, term, trunc, _ = env.step(ds.actions[row + i])
+            total += float(r)
+        assert trunc and not term and total == ds.episode_returns[k]
+        row += 200
+        obs, _ = env.reset()
+    env.close()
+
+
+def pendulum_reference(episodes, seed):
+    env = gym.make("Pendulum-v1")
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+    out = []
+    for _ in range(episodes):
+        total, done = 0.0, False
+        while not done:
+            _, r, term, trunc, _ = env.step(rng.uniform(-2, 2, size=1).astype(np.float32))
+            total, done = total + float(r), term or trunc
+        out.append(total)
+        env.reset()
+    return np.array(out)
+
+
+@pytest.mark.skipif(not HAS_ENVPOOL, reason="envpool not installed")
+def test_pendulum_envpool_matches_gymnasium_in_distribution_and_is_deterministic():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = box_random("Pendulum-v1", "envpool", 200, num_envs=32, seed=5)
+        b = box_random("Pendulum-v1", "envpool", 200, num_envs=32, seed=5)
+    assert a.content_hash() == b.content_hash()
+    ref = pendulum_reference(200, seed=11)
+    r = a.episode_returns
+    se = np.sqrt(r.var(ddof=1) / r.size + ref.var(ddof=1) / ref.size)
+    assert abs(r.mean() - ref.mean()) <= 5 * se, (r.mean(), ref.mean())
+    assert (a.episode_lengths == 200).all()
