@@ -1,19 +1,25 @@
-"""Baseline ladder on CartPole-v1: random -> one-shot recipe -> one-shot %BC -> CEM -> PPO (-> DQN), over seeds.
+"""Baseline ladder, per env: random -> one-shot recipe -> %BC -> CEM (rl_lab) against SB3 PPO (and DQN).
 
-    python experiments/baseline_ladder/run.py                 # seeds 0 1 2, no DQN (about 7-10 min on 2 cores)
-    python experiments/baseline_ladder/run.py --dqn           # also SB3 DQN (about 3 min more per seed, 1 thread)
-    python experiments/baseline_ladder/run.py --quick         # seed 0 only, no PPO: a smoke test (results/quick/)
-    python experiments/baseline_ladder/run.py --report-only   # rebuild results.md and ladder.png from results.json
+    python experiments/baseline_ladder/run.py --env cartpole                      # every rung but DQN, seeds 0 1 2
+    python experiments/baseline_ladder/run.py --env acrobot --rungs cem ppo --seeds 0 1 2 3 4
+    python experiments/baseline_ladder/run.py --env lunarlander --rungs cem ppo --max-minutes 20
+    python experiments/baseline_ladder/run.py --env acrobot --report-only         # rebuild results.md, ladder.png
 
-Every rung reports the final greedy score (100 episodes), its wall time and the env steps it used.
-The rl_lab rungs run the real app (``rl-lab ... hydra.run.dir=<tmp>``) in a subprocess and read its
-``metrics.json``; their wall time is ``total_seconds`` (Python/Hydra start-up excluded, evaluation
-included). PPO and DQN run in this process; their clock starts right before the model is built
-(imports excluded) and stops after the final 100-episode evaluation.
+The headline is a race: TIME TO THRESHOLD, the wall seconds from the start of training to the first
+greedy 100-episode evaluation whose mean reaches the env spec's ``reward_threshold`` (CartPole-v1 475,
+Acrobot-v1 -100, LunarLander-v3 200), evaluation time included on both sides.
 
-The time-to-solve race compares CEM and PPO per seed: wall time from the start of round 0 / the model
-construction to the first greedy evaluation whose mean is >= 475, evaluation time included on both
-sides. Results go to ``results/`` (results.json, results.md, ladder.png), each written atomically.
+- rl_lab rungs run the real CLI in a subprocess (``rl-lab experiment=... stop_score=<threshold> seed=S
+  threads=1 hydra.run.dir=...``) and read its metrics.json: ``solve_seconds`` (from the start of round 0),
+  ``rounds[].elapsed_seconds`` and ``rounds[].eval``. Nothing of the pipeline is re-implemented here.
+- SB3 rungs (written once, generic over the env through ``ENVS``) train with the RL Zoo hyperparameters;
+  at the first rollout boundary after every ``eval_every`` env steps the policy plays 100 greedy episodes
+  through ``rl_lab.evaluate.evaluate`` (the evaluator rl_lab's own rounds use, on the same env backend),
+  observations normalised by VecNormalize's frozen statistics where the Zoo sets ``normalize``. The clock
+  starts right before the model is built. Training stops at the first evaluation at or above the
+  threshold (as rl_lab's ``stop_score`` does), at the Zoo budget, or at ``--max-minutes``.
+
+Results go to ``results/<env>/`` (results.json, results.md, ladder.png), rewritten atomically after every run.
 """
 
 from __future__ import annotations
@@ -24,559 +30,34 @@ import math
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-RESULTS = HERE / "results"
-ENV_ID = "CartPole-v1"
-SOLVED = 475.0  # CartPole-v1 spec.reward_threshold
-PERFECT = 500.0
-EVAL_EPISODES = 100  # final greedy evaluation, every rung
+import yaml
 
+import rl_lab
+from rl_lab.utils import atomic_path, derive_seed
+
+HERE = Path(__file__).resolve().parent
+ROOT = Path(rl_lab.__file__).resolve().parents[1]  # the rl_lab checkout that runs (a snapshot worktree, maybe)
+EVAL_EPISODES = 100
+EVAL_STREAM = 7  # derive_seed stream of the SB3 evaluations
 RUNGS = ["random", "recipe", "top10", "cem", "ppo", "dqn"]
 LABELS = {
-    "random": "1. random policy",
-    "recipe": "2. one-shot recipe (keep >= 50)",
-    "top10": "3. one-shot %BC (top 10%)",
-    "cem": "4. CEM (experiment=cem)",
-    "ppo": "5. SB3 PPO (Zoo hp, 1e5 steps)",
-    "dqn": "6. SB3 DQN (Zoo hp, 5e4 steps)",
+    "random": "random policy",
+    "recipe": "one-shot recipe (keep >= 50)",
+    "top10": "one-shot %BC (top 10%)",
+    "cem": "CEM (rl_lab rounds)",
+    "ppo": "SB3 PPO (Zoo hp)",
+    "dqn": "SB3 DQN (Zoo hp)",
 }
-APP_OVERRIDES = {"recipe": [], "top10": ["experiment=top10"], "cem": ["experiment=cem"]}
-
-# RL Zoo (rl-baselines3-zoo hyperparams/ppo.yml, dqn.yml) settings for CartPole-v1.
-PPO_HP = {
-    "n_envs": 8,
-    "total_timesteps": 100_000,
-    "n_steps": 32,
-    "batch_size": 256,
-    "gae_lambda": 0.8,
-    "gamma": 0.98,
-    "n_epochs": 20,
-    "ent_coef": 0.0,
-    "learning_rate": "lin_1e-3",
-    "clip_range": "lin_0.2",
-}
-DQN_HP = {
-    "n_envs": 1,
-    "total_timesteps": 50_000,
-    "learning_rate": 2.3e-3,
-    "batch_size": 64,
-    "buffer_size": 100_000,
-    "learning_starts": 1000,
-    "gamma": 0.99,
-    "target_update_interval": 10,
-    "train_freq": 256,
-    "gradient_steps": 128,
-    "exploration_fraction": 0.16,
-    "exploration_final_eps": 0.04,
-    "policy_kwargs": {"net_arch": [256, 256]},
-}
-SB3_EVAL_EVERY = 10_000  # env steps between the callback's evaluations
-SB3_EVAL_EPISODES = 20  # episodes per callback evaluation (deterministic actions)
-
-
-# --------------------------------------------------------------------------------------------- io
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, then ``os.replace`` it onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text(path: Path, text: str) -> None:
-    write_atomic(path, lambda p: p.write_text(text))
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def load1() -> float:
-    return round(os.getloadavg()[0], 2)
-
-
-# ------------------------------------------------------------------------------------------ rungs
-def run_random(seed: int) -> dict[str, Any]:
-    """Rung 1: uniform random actions, 100 episodes, with rl_lab's batched evaluator."""
-    import numpy as np
-
-    from rl_lab.envs import env_info
-    from rl_lab.evaluate import evaluate
-    from rl_lab.policy import random_act_fn
-
-    info = env_info(ENV_ID)
-    t0 = time.perf_counter()
-    rep = evaluate(
-        random_act_fn(info.n_actions, np.random.default_rng(seed)),
-        ENV_ID,
-        EVAL_EPISODES,
-        n_actions=info.n_actions,
-        num_envs=EVAL_EPISODES,
-        max_steps=info.max_episode_steps,
-        seed=seed,
-        reward_threshold=info.reward_threshold,
-    )
-    wall = time.perf_counter() - t0
-    return {
-        "score_mean": float(rep.scores.mean()),
-        "score_std": float(rep.scores.std()),
-        "wall_s": wall,
-        "env_steps": 0,  # nothing is learnt; the evaluation's own steps are below
-        "eval_steps": int(rep.lengths.sum()),
-    }
-
-
-def app_command() -> list[str]:
-    exe = Path(sys.executable).with_name("rl-lab")
-    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "rl_lab"]
-
-
-def run_app(rung: str, seed: int, keep: Path | None, threads: int) -> dict[str, Any]:
-    """Rungs 2-4: the real ``rl-lab`` app in a subprocess; figures from its metrics.json / eval.json."""
-    tmp = None
-    if keep is not None:
-        run_dir = keep / f"{rung}_seed{seed}"
-        shutil.rmtree(run_dir, ignore_errors=True)
-    else:
-        tmp = tempfile.mkdtemp(prefix=f"ladder_{rung}_s{seed}_")
-        run_dir = Path(tmp) / "run"
-    overrides = [*APP_OVERRIDES[rung], f"seed={seed}", "device=cpu", f"threads={threads}", f"hydra.run.dir={run_dir}"]
-    cmd = app_command() + overrides
-    try:
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-        process_s = time.perf_counter() - t0
-        if proc.returncode != 0:
-            tail = (proc.stdout + proc.stderr)[-3000:]
-            raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{tail}")
-        m = json.loads((run_dir / "metrics.json").read_text())
-        ev = json.loads((run_dir / "eval.json").read_text())
-        overrides_file = run_dir / ".hydra" / "overrides.yaml"
-        resolved = run_dir / ".hydra" / "config.yaml"
-        rec: dict[str, Any] = {
-            "score_mean": float(ev["score_mean"]),
-            "score_std": float(ev["score_std"]),
-            "eval_episodes": int(ev["episodes"]),
-            "wall_s": float(m["total_seconds"]),
-            "process_s": process_s,  # including Python + Hydra start-up and imports
-            "env_steps": sum(int(r["collect"]["env_steps"] or 0) for r in m["rounds"]),
-            "useful_steps": sum(int(r["collect"]["useful_steps"]) for r in m["rounds"]),
-            "rounds": len(m["rounds"]),
-            "solve_seconds": m.get("solve_seconds"),
-            "command": "rl-lab " + " ".join(o for o in overrides if not o.startswith("hydra.run.dir")),
-        }
-        if rung == "cem":
-            rec.update(cem_curve(m))
-            rec["resolved_config"] = resolved.read_text() if resolved.is_file() else None
-            rec["cem_yaml"] = (REPO / "configs" / "experiment" / "cem.yaml").read_text()  # as of this run
-            rec["git_head"] = git("rev-parse", "--short", "HEAD")
-            rec["overrides"] = overrides_file.read_text() if overrides_file.is_file() else None
-        return rec
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def cem_curve(m: dict[str, Any]) -> dict[str, Any]:
-    """Per-round greedy eval means and elapsed time, and the first round reaching 475 and 500.
-
-    metrics.json has no per-round elapsed field, so the elapsed time at the end of round k is the
-    cumulative sum of the rounds' collect + train + eval seconds (it leaves out the small per-round
-    overhead of saving datasets, checkpoints and TensorBoard events; ``overhead_s`` measures it at
-    the end as ``total_seconds`` minus that sum).
-    """
-    elapsed = elapsed_no_eval = 0.0
-    steps = 0
-    curve = []
-    for r in m["rounds"]:
-        if "elapsed_seconds" in r:  # a per-round elapsed field, if the app records one
-            elapsed = float(r["elapsed_seconds"])
-        else:
-            elapsed += r["collect"]["seconds"] + r["train"]["seconds"] + r["eval"]["seconds"]
-        elapsed_no_eval += r["collect"]["seconds"] + r["train"]["seconds"]
-        steps += int(r["collect"]["env_steps"] or 0)
-        curve.append(
-            {
-                "round": r["round"],
-                "score_mean": r["eval"]["score_mean"],
-                "elapsed_s": elapsed,
-                "elapsed_no_eval_s": elapsed_no_eval,
-                "env_steps": steps,
-            }
-        )
-    out: dict[str, Any] = {
-        "curve": curve,
-        "elapsed_source": "rounds[].elapsed_seconds (from the start of round 0)"
-        if m["rounds"] and "elapsed_seconds" in m["rounds"][0]
-        else "cumulative collect+train+eval seconds",
-        "overhead_s": float(m["total_seconds"]) - (curve[-1]["elapsed_s"] if curve else 0.0),
-    }
-    out["t475_sustained_s"] = sustained(curve)
-    for name, thr in (("475", SOLVED), ("500", PERFECT)):
-        hit = next((c for c in curve if c["score_mean"] >= thr), None)
-        out[f"t{name}_s"] = None if hit is None else hit["elapsed_s"]
-        out[f"t{name}_no_eval_s"] = None if hit is None else hit["elapsed_no_eval_s"]
-        out[f"rounds_to_{name}"] = None if hit is None else hit["round"] + 1
-        out[f"steps_to_{name}"] = None if hit is None else hit["env_steps"]
-    return out
-
-
-def sustained(curve: list[dict[str, Any]], thr: float = SOLVED) -> float | None:
-    """Elapsed time of the evaluation from which every later one (to the end of the run) is >= ``thr``."""
-    t = None
-    for c in reversed(curve):
-        if c["score_mean"] < thr:
-            break
-        t = c["elapsed_s"]
-    return t
-
-
-def lin(start: float) -> Callable[[float], float]:
-    """The Zoo's ``lin_<start>``: ``start * progress_remaining`` (1 -> 0 over training)."""
-
-    def f(progress_remaining: float) -> float:
-        return progress_remaining * start
-
-    return f
-
-
-def run_sb3(algo: str, seed: int, threads: int) -> dict[str, Any]:
-    """Rungs 5-6: SB3 PPO / DQN with the Zoo hyperparameters, an eval callback, a final 100-episode eval."""
-    import numpy as np
-    import torch
-    import torch._dynamo  # noqa: F401  torch.optim imports it on first use (1-3 s): an import, so outside the clock
-    from stable_baselines3 import DQN, PPO
-    from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.evaluation import evaluate_policy
-
-    from rl_lab.envs import env_info
-    from rl_lab.evaluate import evaluate
-
-    torch.set_num_threads(threads)  # the same as the rl-lab rungs get
-
-    class RaceCallback(BaseCallback):
-        """EvalCallback-like: every SB3_EVAL_EVERY env steps, SB3_EVAL_EPISODES deterministic episodes."""
-
-        def __init__(self, eval_env: Any, t0: float) -> None:
-            super().__init__()
-            self.eval_env, self.t0, self.evals, self.eval_s = eval_env, t0, [], 0.0
-
-        def _on_step(self) -> bool:
-            freq = max(SB3_EVAL_EVERY // self.training_env.num_envs, 1)
-            if self.n_calls % freq == 0:
-                te = time.perf_counter()
-                mean, std = evaluate_policy(
-                    self.model, self.eval_env, n_eval_episodes=SB3_EVAL_EPISODES, deterministic=True
-                )
-                now = time.perf_counter()
-                self.eval_s += now - te
-                self.evals.append(
-                    {
-                        "env_steps": int(self.num_timesteps),
-                        "score_mean": float(mean),
-                        "score_std": float(std),
-                        "elapsed_s": now - self.t0,
-                        "elapsed_no_eval_s": now - self.t0 - self.eval_s,
-                    }
-                )
-            return True
-
-    hp = dict(PPO_HP if algo == "ppo" else DQN_HP)
-    n_envs, total = hp.pop("n_envs"), hp.pop("total_timesteps")
-    env = make_vec_env(ENV_ID, n_envs=n_envs, seed=seed)
-    eval_env = make_vec_env(ENV_ID, n_envs=1, seed=seed + 10_000)
-    t0 = time.perf_counter()  # right before model construction
-    if algo == "ppo":
-        hp["learning_rate"] = lin(1e-3)
-        hp["clip_range"] = lin(0.2)
-        model: Any = PPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **hp)
-    else:
-        model = DQN("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **hp)
-    cb = RaceCallback(eval_env, t0)
-    model.learn(total_timesteps=total, callback=cb)
-    learn_s = time.perf_counter() - t0
-
-    info = env_info(ENV_ID)
-    rep = evaluate(
-        lambda obs: np.asarray(model.predict(obs, deterministic=True)[0]),
-        ENV_ID,
-        EVAL_EPISODES,
-        n_actions=info.n_actions,
-        num_envs=EVAL_EPISODES,
-        max_steps=info.max_episode_steps,
-        seed=seed + 20_000,
-        reward_threshold=info.reward_threshold,
-    )
-    wall = time.perf_counter() - t0
-    env.close()
-    eval_env.close()
-    hit = next((e for e in cb.evals if e["score_mean"] >= SOLVED), None)
-    return {
-        "score_mean": float(rep.scores.mean()),
-        "score_std": float(rep.scores.std()),
-        "eval_episodes": EVAL_EPISODES,
-        "wall_s": wall,
-        "learn_s": learn_s,  # construction + learn(), callback evaluations included
-        "callback_eval_s": cb.eval_s,
-        "final_eval_s": rep.seconds,
-        "env_steps": int(model.num_timesteps),
-        "curve": cb.evals,
-        "t475_s": None if hit is None else hit["elapsed_s"],
-        "t475_sustained_s": sustained(cb.evals),
-        "t475_no_eval_s": None if hit is None else hit["elapsed_no_eval_s"],
-        "steps_to_475": None if hit is None else hit["env_steps"],
-    }
-
-
-def run_rung(rung: str, seed: int, keep: Path | None, threads: int) -> dict[str, Any]:
-    if rung == "random":
-        return run_random(seed)
-    if rung in APP_OVERRIDES:
-        return run_app(rung, seed, keep, threads)
-    return run_sb3(rung, seed, threads)
-
-
-# ---------------------------------------------------------------------------------------- summary
-def mean_std(xs: list[float]) -> tuple[float, float]:
-    if not xs:
-        return math.nan, math.nan
-    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
-
-
-def median_or_none(xs: list[float | None]) -> float | None:
-    """Median with 'not reached' (None) counted as +inf; None if the median itself is not reached."""
-    vals = sorted(math.inf if x is None else x for x in xs)
-    if not vals:
-        return None
-    m = statistics.median(vals)
-    return None if math.isinf(m) else m
-
-
-def fmt_x(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.1f}x"
-
-
-def fmt_s(x: float | None, nd: int = 1) -> str:
-    return "not reached" if x is None else f"{x:.{nd}f}"
-
-
-def summarize(runs: list[dict[str, Any]], rungs: list[str], seeds: list[int]) -> dict[str, Any]:
-    table = []
-    for rung in rungs:
-        rs = [r for r in runs if r["rung"] == rung]
-        if not rs:
-            continue
-        sm, ss = mean_std([r["score_mean"] for r in rs])
-        wm, ws = mean_std([r["wall_s"] for r in rs])
-        em, _ = mean_std([float(r["env_steps"]) for r in rs])
-        table.append(
-            {
-                "rung": rung,
-                "n": len(rs),
-                "score_mean": sm,
-                "score_std": ss,
-                "wall_mean": wm,
-                "wall_std": ws,
-                "env_steps_mean": em,
-            }
-        )
-    race = []
-    for seed in seeds:
-        cem = next((r for r in runs if r["rung"] == "cem" and r["seed"] == seed), None)
-        ppo = next((r for r in runs if r["rung"] == "ppo" and r["seed"] == seed), None)
-        if cem is None and ppo is None:
-            continue
-        row: dict[str, Any] = {"seed": seed}
-        if cem is not None:
-            row.update(
-                cem_t475=cem["t475_s"],
-                cem_t475_sustained=cem.get("t475_sustained_s"),
-                cem_t475_no_eval=cem["t475_no_eval_s"],
-                cem_t500=cem["t500_s"],
-                cem_rounds_475=cem["rounds_to_475"],
-                cem_steps_475=cem["steps_to_475"],
-            )
-        if ppo is not None:
-            row.update(
-                ppo_t475=ppo["t475_s"],
-                ppo_t475_sustained=ppo.get("t475_sustained_s"),
-                ppo_t475_no_eval=ppo["t475_no_eval_s"],
-                ppo_steps_475=ppo["steps_to_475"],
-            )
-        c, p = row.get("cem_t475"), row.get("ppo_t475")
-        row["ratio"] = None if (c is None or p is None) else p / c
-        race.append(row)
-    keys = ("cem_t475", "cem_t475_sustained", "cem_t475_no_eval", "cem_t500", "ppo_t475", "ppo_t475_sustained")
-    med = {k: median_or_none([r.get(k) for r in race]) for k in (*keys, "ppo_t475_no_eval")}
-
-    def ratio(num: str, den: str) -> float | None:
-        return med[num] / med[den] if med[num] and med[den] else None
-
-    per_seed = [r["ratio"] for r in race if r.get("ratio") is not None]
-    return {
-        "table": table,
-        "race": race,
-        "race_median": med,
-        "race_ratio_of_medians": ratio("ppo_t475", "cem_t475"),  # the headline: first eval >= 475 on both sides
-        "race_ratio_median_per_seed": statistics.median(per_seed) if per_seed else None,
-        "race_ratio_sustained": ratio("ppo_t475_sustained", "cem_t475_sustained"),
-        "race_ratio_ppo475_cem500": ratio("ppo_t475", "cem_t500"),
-    }
-
-
-def results_md(res: dict[str, Any]) -> str:
-    s = res["summary"]
-    loads = [r["load1"] for r in res["runs"]]
-    lines = [
-        f"# Baseline ladder, {ENV_ID}: results",
-        "",
-        f"Run {res['started']} to {res['finished']} ({res['elapsed_s'] / 60:.1f} min), seeds {res['seeds']}, "
-        f"command `{res['command']}`.",
-        f"Machine: {res['machine']['cpus']} CPUs, Python {res['machine']['python']}, "
-        + ", ".join(f"{k} {v}" for k, v in res["machine"]["versions"].items())
-        + f". Load average (1 min) before the runs: {res['machine']['load_before']}, "
-        f"range over the runs {min(loads):.1f} to {max(loads):.1f}. torch threads per run: {res.get('threads')}.",
-        "",
-        "## Ladder (mean ± std over seeds)",
-        "",
-        "Final score: greedy, 100 episodes. Wall: rl-lab `total_seconds` (start-up excluded, evaluation included); "
-        "SB3: model construction to the end of the final 100-episode evaluation (imports excluded). "
-        "Env steps: training env steps (rl-lab: sub-env steps computed while collecting; evaluation not counted).",
-        "",
-        "| rung | n | final score | wall s | env steps |",
-        "|---|---|---|---|---|",
-    ]
-    for t in s["table"]:
-        lines.append(
-            f"| {LABELS[t['rung']]} | {t['n']} | {t['score_mean']:.1f} ± {t['score_std']:.1f} | "
-            f"{t['wall_mean']:.2f} ± {t['wall_std']:.2f} | {t['env_steps_mean']:,.0f} |"
-        )
-    lines += [
-        "",
-        "### Per run",
-        "",
-        "| rung | seed | final score (± std over episodes) | wall s | env steps | load1 | notes |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in res["runs"]:
-        note = ""
-        if r["rung"] == "cem":
-            note = (
-                f"{r['rounds']} rounds; first eval >= 475 after {r['rounds_to_475']} rounds, 500 after "
-                f"{r['rounds_to_500']}; "
-                f"solve_seconds {fmt_s(r['solve_seconds'], 2)}"
-            )
-        elif r["rung"] in ("ppo", "dqn"):
-            note = (
-                f"learn {r['learn_s']:.1f} s (callback evals {r['callback_eval_s']:.1f} s), "
-                f"final eval {r['final_eval_s']:.2f} s; first eval >= 475 at {r['steps_to_475']} steps"
-            )
-        elif r["rung"] in ("recipe", "top10"):
-            note = f"process incl. start-up {r['process_s']:.1f} s"
-        lines.append(
-            f"| {r['rung']} | {r['seed']} | {r['score_mean']:.1f} ± {r['score_std']:.1f} | {r['wall_s']:.2f} | "
-            f"{r['env_steps']:,} | {r['load1']} | {note} |"
-        )
-    if s["race"]:
-        med = s["race_median"]
-        lines += [
-            "",
-            "## Time-to-solve race: CEM vs PPO",
-            "",
-            "Wall seconds from the start of round 0 (CEM, metrics.json timing) or right before model construction "
-            "(PPO) to the first greedy evaluation with mean >= 475: CEM evaluates 100 episodes after every round, "
-            "PPO 20 episodes every 10k steps (SB3 `evaluate_policy`, deterministic). Evaluation time is included; "
-            "the 'no eval' columns subtract it.",
-            "",
-            "| seed | CEM first >= 475 | CEM >= 475 from then on | CEM to 500 | CEM rounds / env steps to 475 | "
-            "PPO first >= 475 | PPO >= 475 from then on | PPO env steps to 475 | PPO/CEM | CEM to 475, no eval | "
-            "PPO to 475, no eval |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for row in s["race"]:
-            ratio = row.get("ratio")
-            lines.append(
-                f"| {row['seed']} | {fmt_s(row.get('cem_t475'), 2)} | {fmt_s(row.get('cem_t475_sustained'), 2)} | "
-                f"{fmt_s(row.get('cem_t500'), 2)} | {row.get('cem_rounds_475')} / {row.get('cem_steps_475') or 0:,} | "
-                f"{fmt_s(row.get('ppo_t475'))} | {fmt_s(row.get('ppo_t475_sustained'))} | "
-                f"{row.get('ppo_steps_475') or 0:,} | {fmt_x(ratio)} | "
-                f"{fmt_s(row.get('cem_t475_no_eval'), 2)} | {fmt_s(row.get('ppo_t475_no_eval'))} |"
-            )
-        rom = s["race_ratio_of_medians"]
-        lines.append(
-            f"| **median** | **{fmt_s(med['cem_t475'], 2)}** | {fmt_s(med['cem_t475_sustained'], 2)} | "
-            f"{fmt_s(med['cem_t500'], 2)} | | **{fmt_s(med['ppo_t475'])}** | {fmt_s(med['ppo_t475_sustained'])} | | "
-            f"**{fmt_x(rom)}** | {fmt_s(med['cem_t475_no_eval'], 2)} | {fmt_s(med['ppo_t475_no_eval'])} |"
-        )
-        verdict = "n/a" if rom is None else ("met" if rom >= 20 else "NOT met")
-        lines += [
-            "",
-            f"Headline, PPO/CEM as the ratio of the medians of the first evaluation >= 475: **{fmt_x(rom)}**; "
-            f"target CEM <= 1/20 of PPO (>= 20x): **{verdict}**.",
-            f"Other readings: median of the per-seed ratios {fmt_x(s['race_ratio_median_per_seed'])}; "
-            f"'>= 475 from then on' (every later evaluation also >= 475) {fmt_x(s['race_ratio_sustained'])}; "
-            f"PPO's first 475 against CEM's 500 {fmt_x(s['race_ratio_ppo475_cem500'])}.",
-            "CEM's evaluation is 100 episodes, PPO's 20: a 20-episode mean crosses 475 more easily. "
-            "CEM stops at its first 500, so its 'from then on' window ends there; PPO's runs to 1e5 steps.",
-        ]
-        cem = [r for r in res["runs"] if r["rung"] == "cem"]
-        if cem:
-            src = cem[0]["elapsed_source"]
-            oh = ", ".join(f"{r['overhead_s']:.2f}" for r in cem)
-            lines += [
-                "",
-                f"CEM elapsed time per round comes from metrics.json's {src}"
-                + (
-                    " (metrics.json has no per-round elapsed field); it leaves out per-round saving/logging, "
-                    f"which over the whole run was total_seconds minus that sum = {oh} s per seed."
-                    if "cumulative" in src
-                    else "."
-                ),
-            ]
-    cem = [r for r in res["runs"] if r["rung"] == "cem"]
-    if cem and cem[0].get("resolved_config"):
-
-        def unseeded(r: dict[str, Any]) -> str:
-            return "\n".join(x for x in (r.get("resolved_config") or "").splitlines() if not x.startswith("seed:"))
-
-        same = all(unseeded(r) == unseeded(cem[0]) for r in cem)
-        heads = sorted({str(r.get("git_head")) for r in cem})
-        lines += [
-            "",
-            "## CEM config used (resolved, seed " + str(cem[0]["seed"]) + ")",
-            "",
-            (
-                "All CEM runs used this config (apart from the seed)"
-                if same
-                else "WARNING: the CEM runs used DIFFERENT configs (configs/experiment/cem.yaml changed meanwhile); "
-                "see results.json runs[].resolved_config"
-            )
-            + f"; git HEAD at the CEM runs: {', '.join(heads)}.",
-            "",
-            "```yaml",
-            cem[0]["resolved_config"].rstrip(),
-            "```",
-        ]
-    return "\n".join(lines) + "\n"
-
-
 COLORS = {
     "random": "tab:gray",
     "recipe": "tab:blue",
@@ -585,95 +66,544 @@ COLORS = {
     "ppo": "tab:green",
     "dqn": "tab:purple",
 }
-MARKERS = ["o", "s", "^", "D", "v"]
+
+
+@dataclass(frozen=True)
+class EnvSetup:
+    """One env of the ladder: the rl-lab overrides of each rung and how the SB3 rungs are evaluated."""
+
+    env_id: str
+    app: dict[str, list[str]]  # rung -> rl-lab overrides (stop_score, seed, threads and the run dir are added)
+    eval_every: int  # SB3: env steps between greedy 100-episode evaluations (taken at rollout boundaries)
+    target: float  # issue 13's goal for PPO's median time over CEM's
+
+
+ENVS = {
+    "cartpole": EnvSetup(
+        "CartPole-v1", {"recipe": [], "top10": ["experiment=top10"], "cem": ["experiment=cem"]}, 5_000, 20.0
+    ),
+    "acrobot": EnvSetup(
+        "Acrobot-v1",
+        {"recipe": ["env=acrobot"], "top10": ["env=acrobot", "experiment=top10"], "cem": ["experiment=acrobot"]},
+        10_000,
+        10.0,
+    ),
+    "lunarlander": EnvSetup(
+        "LunarLander-v3",
+        {
+            "recipe": ["env=lunarlander"],
+            "top10": ["env=lunarlander", "experiment=top10"],
+            "cem": ["experiment=lunarlander"],
+        },
+        25_000,
+        3.0,
+    ),
+}
+ZOO = yaml.safe_load((HERE / "zoo.yml").read_text())  # the RL Zoo's PPO and DQN hyperparameters per env id
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+# ------------------------------------------------------------------------------------- rl_lab rungs
+def run_random(env: EnvSetup, seed: int, threshold: float) -> dict[str, Any]:
+    """Uniform random actions, 100 episodes, through rl_lab's evaluator."""
+    import numpy as np
+
+    from rl_lab.envs import env_info
+    from rl_lab.evaluate import evaluate
+    from rl_lab.policy import random_act_fn
+
+    info = env_info(env.env_id)
+    rep = evaluate(
+        random_act_fn(info.n_actions, np.random.default_rng(seed)),
+        env.env_id,
+        EVAL_EPISODES,
+        n_actions=info.n_actions,
+        num_envs=EVAL_EPISODES,
+        max_steps=info.max_episode_steps,
+        seed=seed,
+    )
+    score = float(rep.scores.mean())
+    return {
+        "score_mean": score,
+        "score_std": float(rep.scores.std()),
+        "wall_s": rep.seconds,
+        "env_steps": 0,
+        "t_threshold": rep.seconds if score >= threshold else None,
+        "curve": [],
+    }
+
+
+def run_app(rung: str, env: EnvSetup, seed: int, threshold: float, args: argparse.Namespace) -> dict[str, Any]:
+    """The real ``rl-lab`` CLI in a subprocess; every figure comes from its metrics.json."""
+    keep = args.out / "runs" if args.keep_runs else None
+    tmp = None if keep else tempfile.mkdtemp(prefix=f"ladder_{rung}_s{seed}_")
+    run_dir = keep / f"{rung}_seed{seed}" if keep else Path(tmp) / "run"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    overrides = [*env.app[rung], f"stop_score={threshold:g}", f"seed={seed}", "device=cpu", f"threads={args.threads}"]
+    cmd = [str(Path(sys.executable).with_name("rl-lab")), *overrides, f"hydra.run.dir={run_dir}"]
+    try:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        capped = False
+        try:
+            output, _ = proc.communicate(timeout=args.max_minutes * 60 if args.max_minutes else None)
+        except subprocess.TimeoutExpired:  # SIGINT: rl-lab saves metrics.json (status "interrupted") and exits
+            capped = True
+            proc.send_signal(signal.SIGINT)
+            output, _ = proc.communicate()
+        rec: dict[str, Any] = {
+            "command": "rl-lab " + " ".join(overrides),
+            "process_s": time.perf_counter() - t0,
+            "capped": capped,
+        }
+        metrics = run_dir / "metrics.json"
+        if not metrics.is_file() or (proc.returncode != 0 and not capped):
+            last = [x for x in output.strip().splitlines() if x.strip()][-1:] or [f"exit {proc.returncode}"]
+            return {**rec, "error": last[0].strip()[:400], "exit_code": proc.returncode}
+        rec.update(from_metrics(json.loads(metrics.read_text())))
+        config = run_dir / ".hydra" / "config.yaml"
+        rec["resolved_config"] = config.read_text() if config.is_file() else None
+        return rec
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def from_metrics(m: dict[str, Any]) -> dict[str, Any]:
+    """Time to threshold, the eval curve, env steps and the final score from an rl-lab metrics.json."""
+    curve, steps, eval_s = [], 0, 0.0
+    for r in m["rounds"]:
+        steps += int(r["collect"]["env_steps"] or 0)
+        eval_s += float(r["eval"]["seconds"])
+        curve.append(
+            {
+                "elapsed_s": r["elapsed_seconds"],
+                "score_mean": r["eval"]["score_mean"],
+                "env_steps": steps,
+                "episodes": r["eval"]["episodes"],
+                "screened": r["eval"].get("screened", False),
+                "eval_s_so_far": eval_s,
+            }
+        )
+    solve = m.get("solve_seconds")
+    hit = next((c for c in curve if solve is not None and c["elapsed_s"] >= solve - 1e-9), None)
+    return {
+        "score_mean": m["eval"]["score_mean"],
+        "score_std": m["eval"]["score_std"],
+        "final_eval_episodes": m["eval"]["episodes"],
+        "wall_s": m["total_seconds"],
+        "env_steps": steps,
+        "rounds": len(m["rounds"]),
+        "status": m["status"],
+        "t_threshold": solve,
+        "steps_to_threshold": hit and hit["env_steps"],
+        "rounds_to_threshold": hit and curve.index(hit) + 1,
+        "eval_s_to_threshold": hit and hit["eval_s_so_far"],
+        "curve": curve,
+    }
+
+
+# ---------------------------------------------------------------------------------------- SB3 rungs
+def lin(start: float) -> Any:
+    """The Zoo's ``lin_<start>``: ``start * progress_remaining`` (1 -> 0 over training)."""
+    return lambda progress_remaining: progress_remaining * start
+
+
+def run_sb3(algo: str, env: EnvSetup, seed: int, threshold: float, args: argparse.Namespace) -> dict[str, Any]:
+    """SB3 PPO or DQN with the Zoo hyperparameters, a greedy 100-episode evaluation every ``eval_every`` steps."""
+    import numpy as np
+    import torch
+    from stable_baselines3 import DQN, PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from rl_lab.envs import env_info
+    from rl_lab.evaluate import evaluate
+
+    torch.set_num_threads(args.threads)
+    info = env_info(env.env_id)
+    hp = dict(ZOO[algo][env.env_id])
+    n_envs, budget, normalize = hp.pop("n_envs", 1), int(hp.pop("n_timesteps")), hp.pop("normalize", False)
+    hp.update({k: lin(float(v[4:])) for k, v in hp.items() if isinstance(v, str) and v.startswith("lin_")})
+    venv = make_vec_env(env.env_id, n_envs=n_envs, seed=seed)
+    if normalize:  # the Zoo's normalize: true, with the algorithm's gamma for the reward statistics
+        venv = VecNormalize(venv, gamma=hp.get("gamma", 0.99))
+    cap_s = args.max_minutes * 60 if args.max_minutes else math.inf
+
+    class GreedyEval(BaseCallback):
+        """At a rollout boundary (the policy just trained) past each ``eval_every`` steps: 100 greedy episodes."""
+
+        def __init__(self, t0: float) -> None:
+            super().__init__()
+            self.t0, self.next_at, self.curve, self.eval_s = t0, env.eval_every, [], 0.0
+            self.solved = self.capped = self.trained = False  # trained: since the last evaluation
+
+        def act(self, obs: np.ndarray) -> np.ndarray:
+            if normalize:  # VecNormalize's running statistics, frozen: normalize_obs does not update them
+                obs = venv.normalize_obs(obs)
+            return np.asarray(self.model.predict(obs, deterministic=True)[0])
+
+        def greedy_eval(self) -> float:
+            rep = evaluate(
+                self.act,
+                env.env_id,
+                EVAL_EPISODES,
+                n_actions=info.n_actions,
+                num_envs=EVAL_EPISODES,
+                max_steps=info.max_episode_steps,
+                seed=derive_seed(seed, EVAL_STREAM, len(self.curve)),
+            )
+            self.eval_s += rep.seconds
+            self.trained = False
+            mean = float(rep.scores.mean())
+            self.curve.append(
+                {
+                    "elapsed_s": time.perf_counter() - self.t0,
+                    "score_mean": mean,
+                    "score_std": float(rep.scores.std()),
+                    "env_steps": int(self.num_timesteps),
+                    "episodes": EVAL_EPISODES,
+                    "eval_s_so_far": self.eval_s,
+                }
+            )
+            return mean
+
+        def _on_rollout_start(self) -> None:
+            if self.num_timesteps >= self.next_at:
+                self.next_at += env.eval_every * (1 + (self.num_timesteps - self.next_at) // env.eval_every)
+                self.solved = self.greedy_eval() >= threshold
+
+        def _on_step(self) -> bool:
+            self.capped = time.perf_counter() - self.t0 > cap_s
+            return not self.capped and not (self.solved and not args.full_budget)
+
+        def _on_rollout_end(self) -> None:
+            self.trained = True  # SB3 trains after every rollout (DQN: once past learning_starts)
+
+        def _on_training_end(self) -> None:
+            if self.trained or not self.curve:
+                self.greedy_eval()  # the policy as training left it
+
+    t0 = time.perf_counter()  # right before the model is built
+    cls = PPO if algo == "ppo" else DQN
+    model = cls("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **hp)
+    cb = GreedyEval(t0)
+    model.learn(total_timesteps=budget, callback=cb)
+    wall = time.perf_counter() - t0
+    venv.close()
+    hit = next((c for c in cb.curve if c["score_mean"] >= threshold), None)
+    last = cb.curve[-1]
+    return {
+        "score_mean": last["score_mean"],
+        "score_std": last["score_std"],
+        "final_eval_episodes": EVAL_EPISODES,
+        "wall_s": wall,
+        "env_steps": int(model.num_timesteps),
+        "budget": budget,
+        "capped": cb.capped,
+        "t_threshold": hit and hit["elapsed_s"],
+        "steps_to_threshold": hit and hit["env_steps"],
+        "eval_s_to_threshold": hit and hit["eval_s_so_far"],
+        "evals": len(cb.curve),
+        "curve": cb.curve,
+    }
+
+
+def run_rung(rung: str, env: EnvSetup, seed: int, threshold: float, args: argparse.Namespace) -> dict[str, Any]:
+    if rung == "random":
+        return run_random(env, seed, threshold)
+    if rung in ("ppo", "dqn"):
+        return run_sb3(rung, env, seed, threshold, args)
+    return run_app(rung, env, seed, threshold, args)
+
+
+# -------------------------------------------------------------------------------------------- summary
+def median_inf(xs: list[float | None]) -> float:
+    """Median with 'not reached' (None) as +inf."""
+    return statistics.median([math.inf if x is None else x for x in xs]) if xs else math.nan
+
+
+def bootstrap_ratio(num: list[float], den: list[float], n: int = 10_000) -> tuple[float, float]:
+    """5th and 95th percentiles of median(num)/median(den), both resampled independently (seeded)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = np.median(rng.choice(np.array(num), size=(n, len(num))), axis=1)
+    b = np.median(rng.choice(np.array(den), size=(n, len(den))), axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = a / b
+    return float(np.percentile(r, 5)), float(np.percentile(r, 95))
+
+
+def summarize(res: dict[str, Any]) -> dict[str, Any]:
+    thr, runs = res["threshold"], [r for r in res["runs"] if "error" not in r]
+    methods = {}
+    for rung in res["rungs"]:
+        rs = [r for r in runs if r["rung"] == rung]
+        if not rs:
+            continue
+        ts = [r.get("t_threshold") for r in rs]
+        scores = [r["score_mean"] for r in rs]
+        methods[rung] = {
+            "n": len(rs),
+            "reached": sum(t is not None for t in ts),
+            "t_median": median_inf(ts),
+            "t_min": min((t for t in ts if t is not None), default=None),
+            "t_max": max(math.inf if t is None else t for t in ts),
+            "score_mean": statistics.fmean(scores),
+            "score_std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+            "wall_median": statistics.median(r["wall_s"] for r in rs),
+            "env_steps_mean": statistics.fmean(r["env_steps"] for r in rs),
+            "steps_to_threshold_median": median_inf([r.get("steps_to_threshold") for r in rs]),
+        }
+    races = {}
+    for base in ("ppo", "dqn"):
+        if "cem" not in methods or base not in methods:
+            continue
+        t = {(r["rung"], r["seed"]): r.get("t_threshold") for r in runs}
+        seeds = [s for s in res["seeds"] if ("cem", s) in t and (base, s) in t]
+        per_seed = {s: ratio(t[(base, s)], t[("cem", s)]) for s in seeds}
+        cem_t = [math.inf if t[("cem", s)] is None else t[("cem", s)] for s in seeds]
+        base_t = [math.inf if t[(base, s)] is None else t[(base, s)] for s in seeds]
+        finite = [x for x in per_seed.values() if x is not None and math.isfinite(x)]
+        races[base] = {
+            "ratio_of_medians": ratio(methods[base]["t_median"], methods["cem"]["t_median"]),
+            "per_seed": per_seed,
+            "per_seed_min": min(finite, default=None),
+            "per_seed_max": max(finite, default=None),
+            "bootstrap_90": bootstrap_ratio(base_t, cem_t) if seeds else None,
+            "target": ENVS[res["env"]].target,
+        }
+    return {"threshold": thr, "methods": methods, "races": races}
+
+
+def ratio(num: float | None, den: float | None) -> float | None:
+    """``num / den`` with None as 'not reached' (+inf); None when the denominator never reached it."""
+    num = math.inf if num is None else num
+    if den is None or not math.isfinite(den) or den <= 0:
+        return None
+    return num / den
+
+
+def fmt_s(x: float | None, capped: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isinf(x)):
+        return "capped, not reached" if capped else "not reached"
+    return f"{x:.2f}" if x < 100 else f"{x:.0f}"
+
+
+def fmt_x(x: float | None) -> str:
+    if x is None or math.isnan(x):
+        return "n/a"
+    return "inf" if math.isinf(x) else f"{x:.1f}x"
+
+
+# ------------------------------------------------------------------------------------------- reports
+def results_md(res: dict[str, Any]) -> str:
+    s, env, thr = res["summary"], ENVS[res["env"]], res["threshold"]
+    mach = res["machine"]
+    loads = [r["load1"] for r in res["runs"]]
+    out = [
+        f"# Baseline ladder, {env.env_id}: time to threshold ({thr:g})",
+        "",
+        f"`{res['command']}`, {res['started']} to {res.get('finished', '?')} UTC "
+        f"({res.get('elapsed_s', 0) / 60:.1f} min), seeds {res['seeds']}.",
+        f"Machine: {mach['cpu_model']}, {mach['cores']} cores, load average (1 min) {mach['load_before']} before, "
+        f"{min(loads, default=0):.2f} to {max(loads, default=0):.2f} over the runs, {mach.get('load_after', '?')} "
+        f"after; torch threads per run {res['threads']}; Python {mach['python']}, "
+        + ", ".join(f"{k} {v}" for k, v in mach["versions"].items())
+        + f"; rl_lab from {mach['rl_lab_path']} at git {mach['git_head']}"
+        + (" (rl_lab/ or configs/ modified)" if mach["modified"] else "")
+        + ".",
+        "",
+        "Time to threshold: wall seconds from the start of training (rl_lab: round 0; SB3: model construction) "
+        f"to the first greedy {EVAL_EPISODES}-episode evaluation with mean >= {thr:g}, evaluation included. "
+        "rl_lab evaluates after every round (rounds that 10 screening episodes rule out report the screen "
+        f"instead, where the experiment sets `evaluator.screen_episodes`); SB3 every {env.eval_every:,} env steps "
+        "(at the next rollout boundary). Both through `rl_lab.evaluate.evaluate`, the same env backend.",
+        "",
+        "## Race",
+        "",
+    ]
+    rungs = [r for r in res["rungs"] if r in s["methods"]]
+    header = ["seed", *(LABELS[r] for r in rungs), *(f"{b.upper()}/CEM" for b in s["races"])]
+    out += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    by = {(r["rung"], r["seed"]): r for r in res["runs"]}
+    for seed in res["seeds"]:
+        cells = []
+        for rung in rungs:
+            r = by.get((rung, seed))
+            if r is None:
+                cells.append("")
+            elif "error" in r:
+                cells.append("failed")
+            else:
+                extra = f" ({r['rounds_to_threshold']} rounds)" if r.get("rounds_to_threshold") else ""
+                steps = f", {r['steps_to_threshold']:,} steps" if r.get("steps_to_threshold") else ""
+                cells.append(fmt_s(r.get("t_threshold"), r.get("capped", False)) + extra + steps)
+        cells += [fmt_x(race["per_seed"].get(seed)) for race in s["races"].values()]
+        out.append(f"| {seed} | " + " | ".join(cells) + " |")
+    med = [fmt_s(s["methods"][r]["t_median"]) for r in rungs]
+    med += [fmt_x(race["ratio_of_medians"]) for race in s["races"].values()]
+    out.append("| **median** | " + " | ".join(f"**{x}**" for x in med) + " |")
+    out.append("")
+    for base, race in s["races"].items():
+        lo, hi = race["bootstrap_90"] or (None, None)
+        rom = race["ratio_of_medians"]
+        verdict = "n/a" if rom is None else ("met" if rom >= race["target"] else "NOT met")
+        out.append(
+            f"- {base.upper()}/CEM, ratio of the median times: **{fmt_x(rom)}** (bootstrap 90% interval "
+            f"{fmt_x(lo)} to {fmt_x(hi)}; per-seed ratios {fmt_x(race['per_seed_min'])} to "
+            f"{fmt_x(race['per_seed_max'])}); target >= {race['target']:g}x: **{verdict}**."
+        )
+    out += ["- 'not reached' counts as +inf in the medians; 'capped' runs hit `--max-minutes`.", ""]
+    out += [
+        "## Every method",
+        "",
+        "| method | reached | time to threshold, median (min to max) | final score, mean ± std over seeds | "
+        "wall s (median) | env steps (mean) | env steps to threshold (median) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for rung, m in s["methods"].items():
+        spread = f" ({fmt_s(m['t_min'])} to {fmt_s(m['t_max'])})" if m["reached"] and m["n"] > 1 else ""
+        out.append(
+            f"| {LABELS[rung]} | {m['reached']}/{m['n']} | {fmt_s(m['t_median'])}{spread} | "
+            f"{m['score_mean']:.1f} ± {m['score_std']:.1f} | {m['wall_median']:.1f} | "
+            f"{m['env_steps_mean']:,.0f} | {fmt_steps(m['steps_to_threshold_median'])} |"
+        )
+    out += [
+        "",
+        "Final score: the last greedy evaluation of the run (100 episodes; the one that reached the threshold "
+        "when a run stopped there). Env steps: training env steps (evaluation steps not counted).",
+        "",
+        "## Per run",
+        "",
+        "| method | seed | final score | wall s | env steps | of which evaluation, s (to threshold) | load1 | notes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in res["runs"]:
+        if "error" in r:
+            out.append(f"| {r['rung']} | {r['seed']} | | | | | {r['load1']} | failed: {r['error']} |")
+            continue
+        note = r.get("command", "")
+        if r["rung"] in ("ppo", "dqn"):
+            note = f"{r['evals']} evaluations, budget {r['budget']:,} steps" + (", capped" if r["capped"] else "")
+        elif r.get("rounds"):
+            note = f"`{note}`, {r['rounds']} rounds, status {r['status']}" + (", capped" if r.get("capped") else "")
+        ev = r.get("eval_s_to_threshold")
+        out.append(
+            f"| {r['rung']} | {r['seed']} | {r['score_mean']:.1f} ± {r['score_std']:.1f} | {r['wall_s']:.2f} | "
+            f"{r['env_steps']:,} | {'' if ev is None else f'{ev:.2f}'} | {r['load1']} | {note} |"
+        )
+    hp = {k: v for k, v in res["hyperparameters"].items() if k in res["rungs"]}
+    if hp:
+        out += ["", "## SB3 hyperparameters (RL Zoo)", ""]
+        out += [f"- {k.upper()}: `{json.dumps(v)}`" for k, v in hp.items()]
+    cem = next((r for r in res["runs"] if r["rung"] == "cem" and r.get("resolved_config")), None)
+    if cem:
+        out += [
+            "",
+            f"## rl_lab CEM config (resolved, seed {cem['seed']})",
+            "",
+            "```yaml",
+            cem["resolved_config"].rstrip(),
+            "```",
+        ]
+    return "\n".join(out) + "\n"
+
+
+def fmt_steps(x: float) -> str:
+    return "not reached" if math.isinf(x) else f"{x:,.0f}"
 
 
 def plot(res: dict[str, Any], path: Path) -> None:
+    """Score against wall time, one curve per method (a thin line per seed); x marks the threshold crossing."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 6.5))
-    seen: set[str] = set()
+    thr = res["threshold"]
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    labelled: set[str] = set()
     for r in res["runs"]:
-        rung, seed = r["rung"], r["seed"]
-        c = COLORS[rung]
-        if r.get("curve"):  # learning curve: eval mean vs elapsed wall time
-            xs = [max(p["elapsed_s"], 1e-3) for p in r["curve"]]
-            ax.plot(xs, [p["score_mean"] for p in r["curve"]], color=c, alpha=0.3, lw=1)
-        ax.scatter(
-            max(r["wall_s"], 1e-3),
-            r["score_mean"],
-            color=c,
-            marker=MARKERS[res["seeds"].index(seed) % 5 if seed in res["seeds"] else 0],
-            s=60,
-            edgecolor="k",
-            zorder=3,
-            label=LABELS[rung] if rung not in seen else None,
-        )
-        seen.add(rung)
-        ax.annotate(
-            f"{rung} s{seed}",
-            (max(r["wall_s"], 1e-3), r["score_mean"]),
-            textcoords="offset points",
-            xytext=(6, 6 - 9 * (res["seeds"].index(seed) % 3 if seed in res["seeds"] else 0)),
-            fontsize=7,
-        )
-        if r.get("t475_s") is not None:
-            ax.scatter(r["t475_s"], SOLVED, color=c, marker="x", s=50, zorder=4)
-    ax.axhline(SOLVED, color="k", ls=":", lw=0.8)
-    ax.text(0.01, SOLVED + 5, "solved (475)", fontsize=8, transform=ax.get_yaxis_transform())
+        if "error" in r:
+            continue
+        rung, c = r["rung"], COLORS[r["rung"]]
+        label = LABELS[rung] if rung not in labelled else None
+        labelled.add(rung)
+        pts = r.get("curve") or [{"elapsed_s": r["wall_s"], "score_mean": r["score_mean"], "episodes": 100}]
+        xs = [max(p["elapsed_s"], 1e-2) for p in pts]
+        ys = [p["score_mean"] for p in pts]
+        ax.plot(xs, ys, color=c, lw=1.2, alpha=0.7, marker="o", ms=2.5, label=label)
+        screened = [(x, y) for x, y, p in zip(xs, ys, pts, strict=True) if p.get("screened")]
+        if screened:
+            ax.scatter(*zip(*screened, strict=True), facecolor="white", edgecolor=c, s=14, zorder=3)
+        if r.get("t_threshold") is not None:
+            ax.scatter([max(r["t_threshold"], 1e-2)], [thr], color=c, marker="x", s=60, zorder=4)
+    ax.axhline(thr, color="k", ls=":", lw=0.8)
     ax.set_xscale("log")
-    ax.set_xlabel("wall time, s (log; start-up and imports excluded, evaluation included)")
-    ax.set_ylabel(f"greedy score, mean of {EVAL_EPISODES} episodes")
-    ax.set_ylim(0, 530)
+    ax.set_xlabel("wall time from the start of training, s (log; evaluation included)")
+    ax.set_ylabel(f"greedy evaluation mean ({EVAL_EPISODES} episodes)")
     ax.set_title(
-        f"{ENV_ID} baseline ladder, seeds {res['seeds']}: final score vs wall time\n"
-        "markers: final 100-episode score per seed (o 1st seed, □ 2nd, △ 3rd); x: first eval >= 475;\n"
-        "lines: eval curves (CEM: 100 episodes per round; SB3: 20 episodes every 10k steps)",
+        f"{ENVS[res['env']].env_id}, seeds {res['seeds']}: score against wall time (x: first >= {thr:g};\n"
+        "hollow: rounds a 10-episode screen ruled out; single points: one-shot rungs)",
         fontsize=10,
     )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    write_atomic(path, lambda p: fig.savefig(p, dpi=130, format="png"))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
-
-
-def git(*args: str) -> str | None:
-    """A read-only git query (rev-parse, status); None if git is unavailable."""
-    try:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def machine_info() -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
+    def cmd(*c: str) -> str | None:
+        try:
+            return subprocess.run(c, cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return None
+
+    model = next(
+        (ln.split(":", 1)[1].strip() for ln in (cmd("lscpu") or "").splitlines() if ln.startswith("Model name")),
+        platform.processor(),
+    )
     versions = {}
-    for pkg in ("torch", "gymnasium", "numpy", "stable-baselines3", "hydra-core", "rl-lab"):
+    for pkg in ("torch", "gymnasium", "numpy", "stable-baselines3", "envpool", "hydra-core"):
         try:
             versions[pkg] = version(pkg)
         except PackageNotFoundError:
             versions[pkg] = None
-
-    dirty = git("status", "--porcelain", "--", "rl_lab", "configs")
+    # the rl_lab that the rl-lab subprocess imports (same interpreter, environment and cwd)
+    child = cmd(sys.executable, "-c", "import rl_lab; print(rl_lab.__file__)")
+    if child and Path(child).resolve() != Path(rl_lab.__file__).resolve():
+        raise SystemExit(f"the rl-lab subprocess would import {child}, this process {rl_lab.__file__}")
     return {
-        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "cores": os.cpu_count(),
         "python": platform.python_version(),
-        "platform": platform.platform(),
         "versions": versions,
-        "git_head": git("rev-parse", "--short", "HEAD"),
-        "lib_or_configs_modified": bool(dirty),
-        "load_before": load1(),
+        "rl_lab_path": str(ROOT),
+        "git_head": cmd("git", "rev-parse", "--short", "HEAD"),
+        "modified": bool(cmd("git", "status", "--porcelain", "--", "rl_lab", "configs")),
+        "load_before": round(os.getloadavg()[0], 2),
     }
 
 
 def write_outputs(res: dict[str, Any], out: Path) -> None:
-    res["summary"] = summarize(res["runs"], res["rungs"], res["seeds"])
-    write_text(out / "results.json", json.dumps(res, indent=2) + "\n")
+    res["summary"] = summarize(res)
+    write_text(out / "results.json", json.dumps(res, indent=2, default=str) + "\n")
     if res["runs"]:
         write_text(out / "results.md", results_md(res))
         plot(res, out / "ladder.png")
@@ -681,75 +611,67 @@ def write_outputs(res: dict[str, Any], out: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (--quick: 0)")
-    ap.add_argument("--dqn", action="store_true", help="add SB3 DQN (about 3 min per seed at 1 thread)")
-    ap.add_argument("--quick", action="store_true", help="one seed, no PPO: a smoke test")
-    ap.add_argument("--rungs", nargs="+", choices=RUNGS, default=None, help="run only these rungs")
-    ap.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="results folder (default: results/ next to run.py; --quick: results/quick/)",
-    )
-    ap.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch threads for every rung (rl-lab threads=N; SB3 torch.set_num_threads). Default 1: on a shared, "
-        "loaded 2-core machine 2 threads made small-model torch 10-15x slower",
-    )
+    ap.add_argument("--env", choices=sorted(ENVS), default="cartpole")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--rungs", nargs="+", choices=RUNGS, default=[r for r in RUNGS if r != "dqn"])
+    ap.add_argument("--out", type=Path, default=None, help="results folder (default results/<env>/)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per run (rl-lab threads=N; SB3 torch)")
+    ap.add_argument("--max-minutes", type=float, default=None, help="wall-time cap per run (then: not reached)")
+    ap.add_argument("--full-budget", action="store_true", help="SB3: train on past the threshold to the Zoo budget")
     ap.add_argument("--keep-runs", action="store_true", help="keep the rl-lab run dirs under <out>/runs/")
     ap.add_argument("--report-only", action="store_true", help="rebuild results.md and ladder.png from results.json")
     args = ap.parse_args()
-    out: Path = (args.out or (RESULTS / "quick" if args.quick else RESULTS)).resolve()
-
+    args.out = (args.out or HERE / "results" / args.env).resolve()
     if args.report_only:
-        res = json.loads((out / "results.json").read_text())
-        write_outputs(res, out)
-        print((out / "results.md").read_text())
+        res = json.loads((args.out / "results.json").read_text())
+        write_outputs(res, args.out)
+        print((args.out / "results.md").read_text())
         return
 
-    seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
-    rungs = args.rungs or [r for r in RUNGS if (r != "dqn" or args.dqn) and not (args.quick and r == "ppo")]
-    keep = out / "runs" if args.keep_runs else None
-    sys.path.insert(0, str(REPO))  # rl_lab, if the venv lacks the editable install
+    from rl_lab.envs import env_info
+
+    env = ENVS[args.env]
+    threshold = env_info(env.env_id).reward_threshold
+    assert threshold is not None, f"{env.env_id} has no spec.reward_threshold"
     res: dict[str, Any] = {
-        "env_id": ENV_ID,
+        "env": args.env,
+        "env_id": env.env_id,
+        "threshold": threshold,
         "command": " ".join(["python experiments/baseline_ladder/run.py", *sys.argv[1:]]),
-        "seeds": seeds,
-        "rungs": rungs,
-        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": machine_info(),
-        "hyperparameters": {
-            "ppo": PPO_HP,
-            "dqn": DQN_HP,
-            "sb3_eval_every": SB3_EVAL_EVERY,
-            "sb3_eval_episodes": SB3_EVAL_EPISODES,
-        },
+        "seeds": args.seeds,
+        "rungs": args.rungs,
         "threads": args.threads,
+        "max_minutes": args.max_minutes,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        "machine": machine_info(),
+        "hyperparameters": {**{a: ZOO[a][env.env_id] for a in ("ppo", "dqn")}, "eval_every": env.eval_every},
         "runs": [],
     }
     t_all = time.perf_counter()
-    # Seed-major order: all rungs of one seed back to back, so a noisy patch hits one seed, not one method.
-    for seed in seeds:
-        for rung in rungs:
-            log(f"{rung} seed {seed} ...")
-            load = load1()
-            rec = run_rung(rung, seed, keep, args.threads)
+    for seed in args.seeds:  # seed-major: a noisy patch of the shared machine hits one seed, not one method
+        for rung in args.rungs:
+            log(f"{args.env} {rung} seed {seed} ...")
+            load = round(os.getloadavg()[0], 2)
+            rec = run_rung(rung, env, seed, threshold, args)
             rec.update(rung=rung, seed=seed, load1=load)
             res["runs"].append(rec)
-            extra = f", t475 {fmt_s(rec.get('t475_s'), 2)} s" if "t475_s" in rec else ""
             log(
-                f"{rung} seed {seed}: score {rec['score_mean']:.1f}, wall {rec['wall_s']:.2f} s, "
-                f"env steps {rec['env_steps']:,}{extra}"
+                f"{rung} seed {seed}: "
+                + (
+                    f"FAILED {rec['error']}"
+                    if "error" in rec
+                    else f"time to {threshold:g}: {fmt_s(rec.get('t_threshold'), rec.get('capped', False))}, "
+                    f"final {rec['score_mean']:.1f}, wall {rec['wall_s']:.1f} s, {rec['env_steps']:,} steps"
+                )
             )
-            res["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-            res["elapsed_s"] = time.perf_counter() - t_all
-            write_outputs(res, out)  # a snapshot after every run
-    print(
-        f"\n{(out / 'results.md').read_text()}\nwrote {out}/results.json, results.md, ladder.png "
-        f"in {res['elapsed_s'] / 60:.1f} min"
-    )
+            res.update(
+                finished=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+                elapsed_s=time.perf_counter() - t_all,
+                load_after=round(os.getloadavg()[0], 2),
+            )
+            res["machine"]["load_after"] = res["load_after"]
+            write_outputs(res, args.out)
+    print((args.out / "results.md").read_text())
 
 
 if __name__ == "__main__":
