@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,16 @@ from rl_lab.envs import EnvInfo, env_info, make_vec_env, resolve_backend
 from rl_lab.errors import ConfigError
 from rl_lab.evaluate import EvalReport, evaluate, merge_reports
 from rl_lab.policy import MLPPolicy, act_fn, load_policy, read_checkpoint, save_policy
+from rl_lab.results import (
+    COMPLETED,
+    INTERRUPTED,
+    RUNNING,
+    CollectFigures,
+    EvalFigures,
+    RoundResult,
+    RunMetrics,
+    TrainFigures,
+)
 from rl_lab.tracking import Tracker, flatten
 from rl_lab.train import TrainState, fit
 from rl_lab.utils import derive_seed, resolve_device, seed_everything, sha256_arrays, write_json
@@ -70,12 +81,47 @@ def weights_hash(policy: torch.nn.Module) -> str:
     return sha256_arrays({k: v.detach().cpu().numpy() for k, v in policy.state_dict().items()})
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """What every round of a run reads and none changes."""
+
+    cfg: Config
+    info: EnvInfo
+    paths: RunPaths
+    tracker: Tracker
+    device: str
+    stop: StopFlag | None
+    resume: Resume | None
+    started: float  # time.perf_counter() at the start of round 0 (earlier by a resumed run's seconds so far)
+
+
+@dataclass(frozen=True)
+class Carry:
+    """What a round hands to the next round, and the last round to the end of the run."""
+
+    policy: MLPPolicy | None = None  # None before round 0
+    optimizer_state: dict[str, Any] | None = None  # Adam's moments, for trainer.warm_start (rounds > 1)
+    elites: tuple[Dataset, ...] = ()  # every round's dataset so far, with collector.accumulate
+    report: EvalReport | None = None  # the last evaluation: the run's eval.json and report.md
+
+
+@dataclass(frozen=True)
+class Resume:
+    """What an interrupted run left in its run dir: its metrics and, if any, its last training checkpoint."""
+
+    metrics: RunMetrics
+    round: int | None = None  # the round policy_last.pt was saved in
+    state_dict: dict[str, Any] | None = None
+    state: TrainState | None = None
+
+
 def run(cfg: Config, out_dir: str | Path, stop: StopFlag | None = None) -> dict[str, Any]:
     """Run every round; write ``dataset.npz``, ``policy.pt``, ``eval.json``, ``metrics.json``, ``tb/``.
 
     Returns:
         The content of ``metrics.json``.
     """
+    # --- seed, check, build ------------------------------------------------------------------
     out = Path(out_dir)
     paths = RunPaths(out, cfg.rounds)
     seed_everything(cfg.seed)
@@ -89,118 +135,141 @@ def run(cfg: Config, out_dir: str | Path, stop: StopFlag | None = None) -> dict[
     resume = _read_resume(out) if cfg.resume else None
     tracker = Tracker(out / "tb")
     tracker.config_table(flatten(asdict(cfg)))
-    metrics: dict[str, Any] = resume["metrics"] if resume else {"status": "running", "rounds": []}
-    metrics.update(
-        status="running", env_id=info.id, seed=cfg.seed, device=device, backend=backend, env_threads=cfg.env.num_threads
+    before = resume.metrics if resume else None  # the rounds an interrupted run completed
+    metrics = RunMetrics(
+        status=RUNNING,
+        rounds=list(before.rounds) if before else [],
+        env_id=info.id,
+        seed=cfg.seed,
+        device=device,
+        backend=backend,
+        env_threads=cfg.env.num_threads,
+        total_seconds=before.total_seconds if before else 0.0,
+        solve_seconds=before.solve_seconds if before else None,
     )
-    elites: list[Dataset] = []
-    policy: MLPPolicy | None = None
-    opt_state: dict[str, Any] | None = None
-    t_start = time.perf_counter() - float(metrics.get("total_seconds") or 0.0)
-    first_round = len(metrics["rounds"])
-    if first_round:
-        policy, payload = load_policy(paths.round_dir(first_round - 1) / "policy.pt")
-        opt_state = payload["extra"].get("optimizer")
-        if cfg.collector.accumulate:
-            elites = [load_dataset(paths.round_dir(j) / "dataset.npz") for j in range(first_round)]
+    ctx = RunContext(cfg, info, paths, tracker, device, stop, resume, time.perf_counter() - metrics.total_seconds)
+    carry = _carry_after(ctx, len(metrics.rounds))
+
+    # --- rounds ----------------------------------------------------------------------------------
     try:
-        for k in range(first_round, cfg.rounds):
-            figures, policy, report, opt_state = _round(
-                cfg, info, k, paths, policy, opt_state, elites, tracker, device, stop, resume
-            )
-            figures["elapsed_seconds"] = time.perf_counter() - t_start  # from the start of round 0
-            metrics["rounds"].append(figures)
-            metrics.update(collect=figures["collect"], train=figures["train"], eval=figures["eval"])
-            metrics["total_seconds"] = time.perf_counter() - t_start
+        for k in range(len(metrics.rounds), cfg.rounds):
+            result, carry = _round(ctx, k, carry)
+            metrics.rounds.append(result)
+            metrics.total_seconds = time.perf_counter() - ctx.started
             if cfg.rounds > 1:
-                tracker.scalars(_round_scalars(figures), k)
-            reached = cfg.stop_score is not None and figures["eval"]["score_mean"] >= cfg.stop_score
-            if reached and metrics.get("solve_seconds") is None:
-                metrics["solve_seconds"] = figures["elapsed_seconds"]
-            write_json(out / "metrics.json", metrics)  # a progress snapshot after every round
+                tracker.scalars(_round_scalars(result), k)
+            reached = cfg.stop_score is not None and result.eval.score_mean >= cfg.stop_score
+            if reached and metrics.solve_seconds is None:
+                metrics.solve_seconds = result.elapsed_seconds
+            write_json(out / "metrics.json", metrics.to_dict())  # a progress snapshot after every round
             if reached:
-                log.info("eval mean %.1f >= stop_score %s: stop", report.scores.mean(), cfg.stop_score)
+                log.info("eval mean %.1f >= stop_score %s: stop", result.eval.score_mean, cfg.stop_score)
                 break
     except KeyboardInterrupt:
-        metrics.update(status="interrupted", total_seconds=time.perf_counter() - t_start)
-        write_json(out / "metrics.json", metrics)
+        metrics.status, metrics.total_seconds = INTERRUPTED, time.perf_counter() - ctx.started
+        write_json(out / "metrics.json", metrics.to_dict())
         tracker.close()
         raise
-    metrics.setdefault("solve_seconds", None)
-    assert policy is not None
+
+    # --- outputs ---------------------------------------------------------------------------------
+    policy, report, last = carry.policy, carry.report, metrics.last
+    assert policy is not None and report is not None and last is not None
     if cfg.rounds > 1:  # the final policy and report also live at the top of the run dir
-        save_policy(policy, out / "policy.pt", info.id, {"round": len(metrics["rounds"]) - 1})
+        save_policy(policy, out / "policy.pt", info.id, {"round": last.round})
         write_json(out / "eval.json", report.summary())
-    metrics.update(status="completed", total_seconds=time.perf_counter() - t_start, weights_sha256=weights_hash(policy))
+    metrics.status, metrics.total_seconds = COMPLETED, time.perf_counter() - ctx.started
+    metrics.weights_sha256 = weights_hash(policy)
     (out / "policy_last.pt").unlink(missing_ok=True)
-    write_json(out / "metrics.json", metrics)
+    write_json(out / "metrics.json", metrics.to_dict())
     tracker.hparams(
         _hparams(cfg),
         {
-            "eval/score_mean": metrics["eval"]["score_mean"],
-            "eval/score_std": metrics["eval"]["score_std"],
-            "val/accuracy": metrics["train"].get("val_accuracy"),
-            "collect/kept_fraction": metrics["collect"]["kept_fraction"],
+            "eval/score_mean": last.eval.score_mean,
+            "eval/score_std": last.eval.score_std,
+            "val/accuracy": last.train.val_accuracy,
+            "collect/kept_fraction": last.collect.kept_fraction,
         },
     )
     tracker.close()
     from rl_lab.summary import write_run_report
 
     write_run_report(out, metrics, report, first_dataset=paths.round_dir(0) / "dataset.npz", plots=cfg.plots)
-    return metrics
+    return metrics.to_dict()
 
 
-def _round(
-    cfg: Config,
-    info: EnvInfo,
-    k: int,
-    paths: RunPaths,
-    prev: MLPPolicy | None,
-    prev_opt: dict[str, Any] | None,
-    elites: list[Dataset],
-    tracker: Tracker,
-    device: str,
-    stop: StopFlag | None,
-    resume: dict[str, Any] | None,
-) -> tuple[dict[str, Any], MLPPolicy, EvalReport, dict[str, Any] | None]:
-    """One round: collect (or reuse), filter, train, evaluate. Returns its figures, policy and report."""
-    rdir = paths.round_dir(k)
+def _carry_after(ctx: RunContext, done: int) -> Carry:
+    """What the ``done`` rounds an interrupted run completed hand to the next, read back from their files."""
+    if done == 0:
+        return Carry()
+    policy, payload = load_policy(ctx.paths.round_dir(done - 1) / "policy.pt")
+    elites: tuple[Dataset, ...] = ()
+    if ctx.cfg.collector.accumulate:
+        elites = tuple(load_dataset(ctx.paths.round_dir(j) / "dataset.npz") for j in range(done))
+    return Carry(policy=policy, optimizer_state=payload["extra"].get("optimizer"), elites=elites)
+
+
+def _round(ctx: RunContext, k: int, carry: Carry) -> tuple[RoundResult, Carry]:
+    """One round: collect (or reuse), filter, train, evaluate. Returns its result and what it hands on."""
+    cfg, tracker = ctx.cfg, ctx.tracker
+    rdir = ctx.paths.round_dir(k)
     rdir.mkdir(parents=True, exist_ok=True)
-    # --- collect -----------------------------------------------------------------------------
-    ds, cfig = _collect_stage(cfg, info, k, rdir, prev, stop)
-    elites.append(ds)
-    train_sets = elites if cfg.collector.accumulate else [ds]
-    obs = np.concatenate([d.obs for d in train_sets])
-    actions = np.concatenate([d.actions for d in train_sets])
+    # --- collect ---------------------------------------------------------------------------------
+    ds, collected = _collect_stage(cfg, ctx.info, k, rdir, carry.policy, ctx.stop)
+    elites = (*carry.elites, ds) if cfg.collector.accumulate else ()  # with collector.accumulate, train on them all
+    train_sets = elites or (ds,)
     tracker.scalars(
         {
-            f"collect/{key}": cfig[key]
+            f"collect/{key}": getattr(collected, key)
             for key in ("score_mean", "score_max", "kept_fraction", "threshold", "samples", "steps_per_second")
         },
         k,
     )
     tracker.histogram("collect/scores_all", ds.episode_returns, k)
     tracker.histogram("collect/scores_kept", ds.episode_returns[ds.kept], k)
+    # --- train -----------------------------------------------------------------------------------
+    obs = np.concatenate([d.obs for d in train_sets])
+    actions = np.concatenate([d.actions for d in train_sets])
+    policy, trained, optimizer_state = _train_stage(ctx, k, rdir, carry, obs, actions)
+    # --- evaluate --------------------------------------------------------------------------------
+    report, evaluated = _eval_stage(ctx, k, rdir, policy)
+    if cfg.weight_histograms:
+        tracker.weights(policy, k)
+    tracker.flush()
+    result = RoundResult(
+        round=k,
+        collect=collected,
+        train=trained,
+        eval=evaluated,
+        dataset_sha256=ds.content_hash(),
+        weights_sha256=weights_hash(policy),
+        elapsed_seconds=time.perf_counter() - ctx.started,
+    )
+    log.info(format_round(result, cfg.rounds))
+    return result, Carry(policy=policy, optimizer_state=optimizer_state, elites=elites, report=report)
 
-    # --- train -------------------------------------------------------------------------------
-    warm = prev is not None and cfg.trainer.warm_start
-    if warm:
-        policy = prev
-    else:  # fresh weights from the round's own seed, so a resumed run starts round k as an uninterrupted one
+
+def _train_stage(
+    ctx: RunContext, k: int, rdir: Path, prev: Carry, obs: np.ndarray, actions: np.ndarray
+) -> tuple[MLPPolicy, TrainFigures, dict[str, Any] | None]:
+    """Fit round ``k``'s policy and save ``policy.pt``; its figures and the Adam state the next round continues."""
+    cfg, info, tracker = ctx.cfg, ctx.info, ctx.tracker
+    policy = prev.policy if cfg.trainer.warm_start else None
+    warm = policy is not None  # continue the previous round's policy
+    if policy is None:  # fresh weights from the round's own seed: a resumed run starts round k as an uninterrupted one
         with torch.random.fork_rng(devices=[]):  # leave the global RNG untouched
             torch.manual_seed(derive_seed(cfg.seed, INIT, k))
             policy = build_policy(cfg, info)
     train_state = None
-    if resume and resume.get("round") == k and resume.get("state") is not None:
-        policy.load_state_dict(resume["state_dict"])
-        train_state = resume["state"]
+    if ctx.resume and ctx.resume.round == k and ctx.resume.state is not None:
+        policy.load_state_dict(ctx.resume.state_dict)
+        train_state = ctx.resume.state
     epochs = cfg.trainer.epochs
 
     def on_epoch(epoch: int, figs: dict[str, float], state: TrainState) -> None:
         tracker.scalars(figs, k * epochs + epoch)
         save_policy(
             policy,
-            paths.root / "policy_last.pt",
+            ctx.paths.root / "policy_last.pt",
             info.id,
             {"round": k, "epoch": state.epoch, "train_state": asdict(state)},
         )
@@ -211,72 +280,60 @@ def _round(
         actions,
         cfg.trainer,
         seed=derive_seed(cfg.seed, TRAIN, k),
-        device=device,
+        device=ctx.device,
         on_epoch=on_epoch,
         resume=train_state,
-        optimizer_state=prev_opt if warm else None,  # warm start: continue the previous round's Adam moments
-        should_stop=stop,
+        optimizer_state=prev.optimizer_state if warm else None,  # warm start: continue the previous round's Adam
+        should_stop=ctx.stop,
     )
-    tracker.scalars({"time/train_samples_per_second": result.samples * epochs / max(result.seconds, 1e-9)}, k)
+    samples_per_second = result.samples * epochs / max(result.seconds, 1e-9)
+    tracker.scalars({"time/train_samples_per_second": samples_per_second}, k)
     keep_opt = cfg.rounds > 1 and cfg.trainer.warm_start  # the next round continues with these Adam moments
     save_policy(
         policy, rdir / "policy.pt", info.id, {"round": k, **({"optimizer": result.optimizer_state} if keep_opt else {})}
     )
-    tfig = {
-        "history": result.history,  # per-epoch train/val loss and accuracy
-        "epochs": result.epochs,
-        "samples": result.samples,
-        "val_samples": result.val_samples,
-        "final_loss": result.final.get("train/loss"),
-        "train_accuracy": result.final.get("train/accuracy"),
-        "val_loss": result.final.get("val/loss"),
-        "val_accuracy": result.final.get("val/accuracy"),
-        "seconds": result.seconds,
-        "samples_per_second": result.samples * epochs / max(result.seconds, 1e-9),
-    }
+    figures = TrainFigures(
+        history=result.history,  # per-epoch train/val loss and accuracy
+        epochs=result.epochs,
+        samples=result.samples,
+        val_samples=result.val_samples,
+        final_loss=result.final.get("train/loss"),
+        train_accuracy=result.final.get("train/accuracy"),
+        val_loss=result.final.get("val/loss"),
+        val_accuracy=result.final.get("val/accuracy"),
+        seconds=result.seconds,
+        samples_per_second=samples_per_second,
+    )
+    return policy, figures, result.optimizer_state if keep_opt else None
 
-    # --- evaluate ------------------------------------------------------------------------------
-    report = _screen(policy, cfg, info, k, device, stop, rdir)  # a quick look first, where it may settle it
+
+def _eval_stage(ctx: RunContext, k: int, rdir: Path, policy: MLPPolicy) -> tuple[EvalReport, EvalFigures]:
+    """Evaluate round ``k``'s policy (after a screen, where one may settle it) and write ``eval.json``."""
+    cfg = ctx.cfg
+    report = _screen(policy, cfg, ctx.info, k, ctx.device, ctx.stop, rdir)  # a quick look first
     screened = report is not None
     if report is None:
         report = evaluate_policy(
             policy,
             cfg,
-            info,
+            ctx.info,
             seed=derive_seed(cfg.seed, EVAL, k),
-            device=device,
-            stop=stop,
+            device=ctx.device,
+            stop=ctx.stop,
             out_dir=rdir,
-            tracker=tracker,
+            tracker=ctx.tracker,
             step=k,
         )
     else:
-        log_eval(tracker, report, k)
+        log_eval(ctx.tracker, report, k)
     summary = report.summary()
     write_json(rdir / "eval.json", summary)
-    efig = {
-        **{key: v for key, v in summary.items() if key != "scores"},
-        "seconds": report.seconds,
-        "screened": screened,
-    }
-    figures = {
-        "round": k,
-        "collect": cfig,
-        "train": tfig,
-        "eval": efig,
-        "dataset_sha256": ds.content_hash(),
-        "weights_sha256": weights_hash(policy),
-    }
-    if cfg.weight_histograms:
-        tracker.weights(policy, k)
-    tracker.flush()
-    log.info(format_round(k, cfg, cfig, tfig, efig))
-    return figures, policy, report, result.optimizer_state if keep_opt else None
+    return report, EvalFigures.from_summary(summary, seconds=report.seconds, screened=screened)
 
 
 def _collect_stage(
     cfg: Config, info: EnvInfo, k: int, rdir: Path, prev: MLPPolicy | None, stop: StopFlag | None
-) -> tuple[Dataset, dict[str, Any]]:
+) -> tuple[Dataset, CollectFigures]:
     """Collect round ``k``'s episodes (or reuse a dataset file) and save ``dataset.npz``."""
     c = cfg.collector
     path = rdir / "dataset.npz"
@@ -343,22 +400,22 @@ def _collect_stage(
         )
         ds.save(path)
     r = ds.episode_returns
-    fig = {
-        "episodes": int(r.size),
-        "kept_episodes": ds.kept_episodes,
-        "kept_fraction": ds.kept_episodes / r.size,
-        "samples": ds.samples,
-        "score_mean": float(r.mean()),
-        "score_std": float(r.std()),
-        "score_max": float(r.max()),
-        "threshold": ds.meta.get("threshold"),
-        "action_balance": [float(b) for b in ds.action_balance(info.n_actions)],
-        "env_steps": env_steps,
-        "useful_steps": int(ds.episode_lengths.sum()),
-        "steps_per_second": sps,
-        "seconds": time.perf_counter() - t0,
-    }
-    return ds, fig
+    figures = CollectFigures(
+        episodes=int(r.size),
+        kept_episodes=ds.kept_episodes,
+        kept_fraction=ds.kept_episodes / r.size,
+        samples=ds.samples,
+        score_mean=float(r.mean()),
+        score_std=float(r.std()),
+        score_max=float(r.max()),
+        threshold=ds.meta.get("threshold"),
+        action_balance=[float(b) for b in ds.action_balance(info.n_actions)],
+        env_steps=env_steps,
+        useful_steps=int(ds.episode_lengths.sum()),
+        steps_per_second=sps,
+        seconds=time.perf_counter() - t0,
+    )
+    return ds, figures
 
 
 def evaluate_policy(
@@ -464,40 +521,38 @@ def _write_videos(report: EvalReport, out_dir: Path, fmt: str, fps: float, track
                 tracker.gif(f"eval/episode_{i}", ep.frames, step, fps)
 
 
-def _read_resume(out: Path) -> dict[str, Any]:
+def _read_resume(out: Path) -> Resume:
     """Load what an interrupted run left: its metrics and, if any, the last training checkpoint."""
     mpath = out / "metrics.json"
     try:
-        metrics = json.loads(mpath.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        metrics = RunMetrics.from_dict(json.loads(mpath.read_text()))
+    except (OSError, ValueError) as e:  # json.JSONDecodeError is a ValueError
         raise ConfigError(f"resume={str(out)!r}: cannot read {mpath.name} ({e}); is this an rl-lab run dir?") from None
-    if metrics.get("status") == "completed":
+    if metrics.status == COMPLETED:
         raise ConfigError(f"resume={str(out)!r}: this run already completed; there is nothing to resume.")
     last = out / "policy_last.pt"
-    resume: dict[str, Any] = {"metrics": metrics}
-    if last.is_file():
-        payload = read_checkpoint(last, "resume")
-        extra = payload.get("extra", {})
-        st = extra.get("train_state")
-        resume.update(
-            round=extra.get("round"), state_dict=payload["state_dict"], state=TrainState(**st) if st else None
-        )
-    return resume
+    if not last.is_file():
+        return Resume(metrics)
+    payload = read_checkpoint(last, "resume")
+    extra = payload.get("extra", {})
+    st = extra.get("train_state")
+    return Resume(metrics, extra.get("round"), payload["state_dict"], TrainState(**st) if st else None)
 
 
-def _round_scalars(f: dict[str, Any]) -> dict[str, float]:
-    c, t, e = f["collect"], f["train"], f["eval"]
+def _round_scalars(r: RoundResult) -> dict[str, float | None]:
+    c, t, e = r.collect, r.train, r.eval
     return {
-        "round/collect_score_mean": c["score_mean"],
-        "round/collect_score_max": c["score_max"],
-        "round/kept_fraction": c["kept_fraction"],
-        "round/threshold": c["threshold"],
-        "round/train_loss": t["final_loss"],
-        "round/train_accuracy": t["train_accuracy"],
-        "round/val_accuracy": t["val_accuracy"],
-        "round/eval_score_mean": e["score_mean"],
-        "round/eval_score_std": e["score_std"],
-        **{f"round/action_balance/{a}": b for a, b in enumerate(e["action_balance"])},
+        "round/collect_score_mean": c.score_mean,
+        "round/collect_score_max": c.score_max,
+        "round/kept_fraction": c.kept_fraction,
+        "round/threshold": c.threshold,
+        "round/train_loss": t.final_loss,
+        "round/train_accuracy": t.train_accuracy,
+        "round/val_accuracy": t.val_accuracy,
+        "round/eval_score_mean": e.score_mean,
+        "round/eval_score_std": e.score_std,
+        **{f"round/action_balance/{a}": b for a, b in enumerate(e.action_balance or [])},
+        **{f"round/action_mean/{d}": m for d, m in enumerate(e.action_mean or [])},
     }
 
 
@@ -507,32 +562,41 @@ def _hparams(cfg: Config) -> dict[str, Any]:
     return {k: v for k, v in flat.items() if k not in skip and v is not None}
 
 
-def format_eval(e: dict[str, Any], seconds: float | None = None) -> str:
+def format_eval(e: EvalFigures | Mapping[str, Any], seconds: float | None = None) -> str:
     """Evaluation figures (the original printed the average score and 'choice 0: ...%  choice 1: ...%').
 
-    Every line stays within 70 characters: the log's message column on a 100-column terminal.
+    ``e``: a round's figures, or an ``eval.json`` dict. Every line stays within 70 characters: the
+    log's message column on a 100-column terminal.
     """
-    success = "n/a" if e["success_rate"] is None else f"{100 * e['success_rate']:.0f}%"
+    if not isinstance(e, EvalFigures):
+        e = EvalFigures.from_summary(e, seconds=seconds or 0.0, screened=False)
+    success = "n/a" if e.success_rate is None else f"{100 * e.success_rate:.0f}%"
     took = "" if seconds is None else f", {seconds:.2f} s"
-    choices = [f"choice {a}: {100 * b:.1f}%" for a, b in enumerate(e["action_balance"])]
-    rows = ["  ".join(choices[i : i + 3]) for i in range(0, len(choices), 3)]  # 3 actions a line
+    if e.action_balance is not None:
+        cells = [f"choice {a}: {100 * b:.1f}%" for a, b in enumerate(e.action_balance)]
+    else:  # a continuous action: each dimension's mean and std
+        dims = zip(e.action_mean or [], e.action_std or [], strict=True)
+        cells = [f"dim {d}: {m:.2f} ± {s:.2f}" for d, (m, s) in enumerate(dims)]
+    rows = ["  ".join(cells[i : i + 3]) for i in range(0, len(cells), 3)]  # 3 actions a line
     return (
-        f"eval:    {e['episodes']} episodes, score {e['score_mean']:.1f} ± {e['score_std']:.1f}, "
+        f"eval:    {e.episodes} episodes, score {e.score_mean:.1f} ± {e.score_std:.1f}, "
         f"success {success}{took}\n"
-        f"         min {e['score_min']:g}, median {e['score_median']:g}, max {e['score_max']:g}\n"
+        f"         min {e.score_min:g}, median {e.score_median:g}, max {e.score_max:g}\n"
         "actions: " + ("\n" + " " * 9).join(rows)
     )
 
 
-def format_round(k: int, cfg: Config, c: dict[str, Any], t: dict[str, Any], e: dict[str, Any]) -> str:
-    """The human-readable report of one round, a stage per line or two (each within 70 characters)."""
-    head = f"round {k}\n" if cfg.rounds > 1 else ""
-    val = t.get("val_accuracy")
-    epochs = f"{t['epochs']} epoch{'' if t['epochs'] == 1 else 's'}"
+def format_round(r: RoundResult, rounds: int) -> str:
+    """The human-readable report of round ``r`` of ``rounds``, a stage per line or two (each within 70 characters)."""
+    c, t, e = r.collect, r.train, r.eval
+    head = f"round {r.round}\n" if rounds > 1 else ""
+    val = t.val_accuracy
+    epochs = f"{t.epochs} epoch{'' if t.epochs == 1 else 's'}"
+    lowest = "n/a" if c.threshold is None else f"{c.threshold:g}"
     return (
-        f"{head}collect: kept {c['kept_episodes']} of {c['episodes']} episodes ({100 * c['kept_fraction']:.1f}%), "
-        f"lowest kept score {c['threshold']:g}\n"  # metrics' "threshold": the lowest score kept
-        f"         {c['samples']} samples, {c['seconds']:.2f} s\n"
+        f"{head}collect: kept {c.kept_episodes} of {c.episodes} episodes ({100 * c.kept_fraction:.1f}%), "
+        f"lowest kept score {lowest}\n"  # metrics' "threshold": the lowest score kept
+        f"         {c.samples} samples, {c.seconds:.2f} s\n"
         f"train:   {epochs}, val accuracy {'n/a' if val is None else f'{val:.3f}'}, "
-        f"final loss {t['final_loss']:.4f}, {t['seconds']:.2f} s\n" + format_eval(e, e["seconds"])
+        f"final loss {t.final_loss:.4f}, {t.seconds:.2f} s\n" + format_eval(e, e.seconds)
     )

@@ -19,6 +19,7 @@ import numpy as np
 from rl_lab.data import load_dataset
 from rl_lab.errors import MissingExtraError
 from rl_lab.evaluate import EvalReport
+from rl_lab.results import RunMetrics
 from rl_lab.utils import atomic_path, atomic_write
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ def check_plots_available() -> None:
 
 
 def write_run_report(
-    out: Path, metrics: dict[str, Any], report: EvalReport, first_dataset: Path, *, plots: bool = False
+    out: Path, metrics: RunMetrics, report: EvalReport, first_dataset: Path, *, plots: bool = False
 ) -> Path:
     """Write ``report.md`` into the run dir, and with ``plots`` also ``report.png``."""
     images: list[str] = []
@@ -44,54 +45,62 @@ def write_run_report(
     return atomic_write(out / "report.md", lambda f: f.write(text.encode()))
 
 
-def _markdown(m: dict[str, Any], report: EvalReport, plots: list[str]) -> str:
-    c, t, e = m["collect"], m["train"], m["eval"]
-    rounds = m.get("rounds", [])
+def _markdown(m: RunMetrics, report: EvalReport, plots: list[str]) -> str:
+    assert m.last is not None, "a run report needs a round"
+    c, t, e = m.last.collect, m.last.train, m.last.eval
     lines = [
-        f"# rl-lab run: {m.get('env_id')} (seed {m.get('seed')})",
+        f"# rl-lab run: {m.env_id} (seed {m.seed})",
         "",
-        f"Status: **{m.get('status')}**, {len(rounds)} round(s), {m.get('total_seconds', 0):.1f} s in all"
-        + (f", solved (stop_score) after {m['solve_seconds']:.1f} s" if m.get("solve_seconds") else "")
+        f"Status: **{m.status}**, {len(m.rounds)} round(s), {m.total_seconds:.1f} s in all"
+        + (f", solved (stop_score) after {m.solve_seconds:.1f} s" if m.solve_seconds else "")
         + ".",
         "",
         "| stage | figures |",
         "|---|---|",
-        f"| collect | kept {c['kept_episodes']} of {c['episodes']} episodes ({100 * c['kept_fraction']:.1f}%, "
-        f"threshold {c['threshold']:g}), {c['samples']} samples; episode score {c['score_mean']:.1f} mean, "
-        f"{c['score_max']:g} max; {c['seconds']:.2f} s |",
-        f"| train | {t['epochs']} epochs on {t['samples']} samples; final loss {_f(t['final_loss'])}, "
-        f"validation accuracy {_f(t['val_accuracy'])}; {t['seconds']:.2f} s |",
-        f"| evaluate | {e['episodes']} episodes: score {e['score_mean']:.1f} ± {e['score_std']:.1f} "
-        f"(min {e['score_min']:g}, median {e['score_median']:g}, max {e['score_max']:g}); success rate "
-        f"{_f(e['success_rate'])}; {e['seconds']:.2f} s |",
-        "",
-        "Action balance (evaluation): "
-        + ", ".join(f"choice {a}: {100 * b:.1f}%" for a, b in enumerate(e["action_balance"])),
+        f"| collect | kept {c.kept_episodes} of {c.episodes} episodes ({100 * c.kept_fraction:.1f}%, "
+        f"lowest kept score {_g(c.threshold)}), {c.samples} samples; episode score {c.score_mean:.1f} mean, "
+        f"{c.score_max:g} max; {c.seconds:.2f} s |",
+        f"| train | {t.epochs} epoch{'' if t.epochs == 1 else 's'} on {t.samples} samples; final loss "
+        f"{_f(t.final_loss)}, validation accuracy {_f(t.val_accuracy)}; {t.seconds:.2f} s |",
+        f"| evaluate | {e.episodes} episodes: score {e.score_mean:.1f} ± {e.score_std:.1f} "
+        f"(min {e.score_min:g}, median {e.score_median:g}, max {e.score_max:g}); success rate "
+        f"{_f(e.success_rate)}; {e.seconds:.2f} s |",
         "",
     ]
-    if len(rounds) > 1:
+    if e.action_balance is not None:
+        shares = ", ".join(f"choice {a}: {100 * b:.1f}%" for a, b in enumerate(e.action_balance))
+        lines += ["Action balance (evaluation): " + shares, ""]
+    elif e.action_mean is not None:  # a continuous action
+        pairs = enumerate(zip(e.action_mean, e.action_std or [], strict=True))
+        dims = ", ".join(f"dim {d}: {mu:.3f} ± {sd:.3f}" for d, (mu, sd) in pairs)
+        lines += ["Action mean ± std (evaluation): " + dims, ""]
+    if len(m.rounds) > 1:
         lines += [
             "## Rounds",
             "",
-            "| round | collect mean | kept | threshold | train acc | eval mean ± std |",
+            "| round | collect mean | kept | lowest kept score | train acc | eval mean ± std |",
             "|---|---|---|---|---|---|",
         ]
-        for r in rounds:
-            rc, rt, re_ = r["collect"], r["train"], r["eval"]
+        for r in m.rounds:
+            rc, rt, re_ = r.collect, r.train, r.eval
             lines.append(
-                f"| {r['round']} | {rc['score_mean']:.1f} | {rc['kept_episodes']} | {rc['threshold']:g} | "
-                f"{_f(rt['train_accuracy'])} | {re_['score_mean']:.1f} ± {re_['score_std']:.1f} |"
+                f"| {r.round} | {rc.score_mean:.1f} | {rc.kept_episodes} | {_g(rc.threshold)} | "
+                f"{_f(rt.train_accuracy)} | {re_.score_mean:.1f} ± {re_.score_std:.1f} |"
             )
         lines.append("")
     lines += [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
 
 
+def _g(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:g}"
+
+
 def _f(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
-def _plots(out: Path, m: dict[str, Any], report: EvalReport, first_dataset: Path) -> list[str]:
+def _plots(out: Path, m: RunMetrics, report: EvalReport, first_dataset: Path) -> list[str]:
     """One PNG with four panels (one figure keeps matplotlib's cost low)."""
     from matplotlib.figure import Figure
 
@@ -111,7 +120,7 @@ def _plots(out: Path, m: dict[str, Any], report: EvalReport, first_dataset: Path
     ax_scores.set(xlabel="episode score", ylabel="density", title="Scores: collected vs kept vs evaluation")
     ax_scores.legend(fontsize=8)
 
-    history = [h for r in m.get("rounds", []) for h in r["train"].get("history", [])]
+    history = [h for r in m.rounds for h in r.train.history]
     for key in ("train/loss", "val/loss", "train/accuracy", "val/accuracy"):
         ys = [h.get(key) for h in history]
         if any(y is not None for y in ys):
@@ -119,23 +128,29 @@ def _plots(out: Path, m: dict[str, Any], report: EvalReport, first_dataset: Path
     ax_train.set(xlabel="epoch (all rounds)", title="Training curves")
     ax_train.legend(fontsize=8)
 
-    kept, ev = m["collect"]["action_balance"], m["eval"]["action_balance"]
+    assert m.last is not None
+    c, e = m.last.collect, m.last.eval
+    if e.action_balance is not None:
+        kept, ev, what, ylabel = c.action_balance or [], e.action_balance, "Action balance", "share"
+    else:  # a continuous action: each dimension's mean
+        kept, ev, what, ylabel = c.action_mean or [], e.action_mean or [], "Action mean", "mean"
     x = np.arange(len(ev))
-    ax_actions.bar(x - 0.2, kept, 0.4, label="kept data (last round)")
+    if len(kept) == len(ev):
+        ax_actions.bar(x - 0.2, kept, 0.4, label="kept data (last round)")
     ax_actions.bar(x + 0.2, ev, 0.4, label="evaluation")
-    ax_actions.set(xticks=x, xlabel="action", ylabel="share", title="Action balance")
+    ax_actions.set(xticks=x, xlabel="action", ylabel=ylabel, title=what)
     ax_actions.legend(fontsize=8)
 
-    rs = m.get("rounds", [])
+    rs = m.rounds
     ax_rounds.errorbar(
-        [r["round"] for r in rs],
-        [r["eval"]["score_mean"] for r in rs],
-        yerr=[r["eval"]["score_std"] for r in rs],
+        [r.round for r in rs],
+        [r.eval.score_mean for r in rs],
+        yerr=[r.eval.score_std for r in rs],
         marker="o",
         capsize=3,
         label="evaluation",
     )
-    ax_rounds.plot([r["round"] for r in rs], [r["collect"]["score_mean"] for r in rs], marker=".", label="collected")
+    ax_rounds.plot([r.round for r in rs], [r.collect.score_mean for r in rs], marker=".", label="collected")
     ax_rounds.set(xlabel="round", ylabel="score mean", title="Score per round")
     ax_rounds.legend(fontsize=8)
 

@@ -301,36 +301,33 @@ def test_help_is_rl_labs_own(cli):
 
 
 def test_report_lines_fit_a_100_column_terminal():
-    from rl_lab.config import Config
-    from rl_lab.pipeline import format_round
+    from dataclasses import replace
 
-    c = {
-        "kept_episodes": 22640,
-        "episodes": 1_000_000,
-        "kept_fraction": 0.02264,
-        "threshold": 50.0,
-        "samples": 2_262_141,
-        "seconds": 1.83,
-    }
-    t = {"epochs": 1, "val_accuracy": None, "final_loss": 0.69314, "seconds": 123.45}
-    e = {
-        "episodes": 100000,
-        "score_mean": -123.45,
-        "score_std": 101.2,
-        "score_min": -500,
-        "score_median": -99.5,
-        "score_max": -61,
-        "success_rate": 0.4567,
-        "action_balance": [1 / 6] * 6,
-        "seconds": 12.34,
-    }
-    text = format_round(3, Config(rounds=5), c, t, e)
+    from rl_lab.pipeline import format_round
+    from rl_lab.results import CollectFigures, EvalFigures, RoundResult, TrainFigures
+
+    c = CollectFigures(
+        episodes=1_000_000, kept_episodes=22640, kept_fraction=0.02264, samples=2_262_141, score_mean=-300.0,
+        score_std=80.0, score_max=50.0, threshold=50.0, action_balance=[1 / 6] * 6, env_steps=None,
+        useful_steps=2_262_141, steps_per_second=None, seconds=1.83,
+    )  # fmt: skip
+    t = TrainFigures(
+        history=[], epochs=1, samples=2_000_000, val_samples=0, final_loss=0.69314, train_accuracy=0.5,
+        val_loss=None, val_accuracy=None, seconds=123.45, samples_per_second=1e4,
+    )  # fmt: skip
+    e = EvalFigures(
+        env_id="x", episodes=100000, score_mean=-123.45, score_std=101.2, score_min=-500, score_median=-99.5,
+        score_max=-61, success_rate=0.4567, reward_threshold=None, length_mean=1.0, action_counts=[1] * 6,
+        action_balance=[1 / 6] * 6, seconds=12.34, screened=False,
+    )  # fmt: skip
+    r = RoundResult(round=3, collect=c, train=t, eval=e, dataset_sha256="", weights_sha256="", elapsed_seconds=1.0)
+    text = format_round(r, rounds=5)
     # the log's message column on a 100-column terminal is 71 wide (rich's time and level take 29)
     assert max(len(line) for line in text.splitlines()) <= 70, text
     assert "1 epoch," in text and "epochs" not in text
     assert "lowest kept score 50" in text and "threshold" not in text
     assert text.count("choice ") == 6 and "min -500, median -99.5, max -61" in text
-    assert "2 epochs," in format_round(0, Config(), c, {**t, "epochs": 2}, e)
+    assert "2 epochs," in format_round(replace(r, round=0, train=replace(t, epochs=2)), rounds=1)
 
 
 def test_a_checkpoint_that_is_a_directory_is_named_as_one(tmp_path):
