@@ -221,6 +221,7 @@ def run_sb3(algo: str, env: EnvSetup, seed: int, threshold: float, args: argpars
     """SB3 PPO or DQN with the Zoo hyperparameters, a greedy 100-episode evaluation every ``eval_every`` steps."""
     import numpy as np
     import torch
+    import torch._dynamo  # noqa: F401  torch.optim imports it on first use (2-3 s): an import, kept off the clock
     from stable_baselines3 import DQN, PPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
