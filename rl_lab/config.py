@@ -18,6 +18,7 @@ ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "leaky_relu", "silu")
 RENDER_MODES = ("none", "human", "video")
 VIDEO_FORMATS = ("mp4", "gif")
 BEHAVIOURS = ("random", "policy")
+RANKINGS = ("return", "advantage")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("float32", "float64")
 BACKENDS = ("auto", "native", "envpool", "gymnasium")
@@ -53,6 +54,8 @@ class CollectorConfig:
     max_steps: int | None = None  # an episode is truncated after this many steps; None: the env's own limit
     min_score: float | None = 50.0  # keep episodes scoring >= min_score ...
     top_fraction: float | None = None  # ... or the best top_fraction of them (exactly one of the two is set)
+    rank_by: str = "return"  # return | advantage: top_fraction ranks by the return minus that of the nearest starts
+    neighbours: int = 20  # rank_by=advantage: how many episodes with the nearest first observations form the baseline
     behaviour: str = "random"  # random | policy (the previous round's policy; round 0 is always random)
     temperature: float = 1.0  # softmax temperature of the policy behaviour (round 1)
     temperature_decay: float = 1.0  # rounds: each round after round 1 multiplies the temperature by this, in (0, 1]
@@ -234,6 +237,14 @@ def _validate_collector(c: CollectorConfig) -> None:
         raise ConfigError(
             f"collector.noise_decay={c.noise_decay!r} is outside (0, 1]: each round after round 1 multiplies "
             "collector.noise_std by it (1.0 = constant noise, 0.8 = 20% less noise each round)."
+        )
+    _choice("collector.rank_by", c.rank_by, RANKINGS)
+    _positive_int("collector.neighbours", c.neighbours, "the number of neighbouring episodes in the baseline")
+    if c.rank_by == "advantage" and c.min_score is not None:
+        raise ConfigError(
+            f"collector.rank_by=advantage ranks episodes for collector.top_fraction, but collector.min_score="
+            f"{c.min_score!r} keeps by absolute score. Use collector.min_score=null collector.top_fraction=0.1 "
+            "(for example), or collector.rank_by=return."
         )
     if (c.min_score is None) == (c.top_fraction is None):
         both = "both are set" if c.min_score is not None else "neither is set"

@@ -245,3 +245,41 @@ def test_pendulum_envpool_matches_gymnasium_in_distribution_and_is_deterministic
     se = np.sqrt(r.var(ddof=1) / r.size + ref.var(ddof=1) / ref.size)
     assert abs(r.mean() - ref.mean()) <= 5 * se, (r.mean(), ref.mean())
     assert (a.episode_lengths == 200).all()
+
+
+# --- ranking by advantage over episodes that started alike ----------------------------------------------
+
+
+def test_start_advantage_keeps_skill_not_lucky_starts():
+    """Returns = 100 * start + 1 * skill: the plain ranking keeps good starts, the advantage keeps the skilled."""
+    from rl_lab.collect import _select, start_advantage
+
+    rng = np.random.default_rng(0)
+    start = rng.uniform(0, 1, size=(2000, 1)).astype(np.float32)
+    skill = rng.integers(0, 2, size=2000)
+    returns = 100.0 * start[:, 0] + skill
+    by_return, _ = _select(returns, None, 0.2)
+    by_advantage, threshold = _select(returns, None, 0.2, start_advantage(start, returns, 20))
+    assert skill[by_return].mean() < 0.7  # mostly the best starts, skilled or not
+    assert skill[by_advantage].mean() > 0.95  # the skilled, from starts all over the range
+    assert start[by_advantage, 0].min() < 0.05 and start[by_advantage, 0].max() > 0.95
+    assert threshold == returns[by_advantage].min()  # "threshold" stays the lowest kept return
+
+
+def test_collect_ranks_by_advantage_deterministically():
+    venv = make_vec_env("Pendulum-v1", 50, 200, backend="gymnasium")
+    kw = dict(max_steps=200, seed=0, top_fraction=0.1, rank_by="advantage", neighbours=10)
+    a, _ = collect(venv, np.random.default_rng(0), 200, **kw)
+    b, _ = collect(venv, np.random.default_rng(0), 200, **kw)
+    venv.close()
+    assert a.content_hash() == b.content_hash() and a.kept_episodes == 20
+    assert a.meta["rank_by"] == "advantage" and a.meta["neighbours"] == 10
+    with pytest.raises(ValueError, match="advantage"):
+        collect(make_vec_env("Pendulum-v1", 4, 200), np.random.default_rng(0), 4, max_steps=200, seed=0,
+                min_score=-500, rank_by="advantage")  # fmt: skip
+
+
+def test_advantage_needs_top_fraction():
+    with pytest.raises(ConfigError, match="collector.rank_by=advantage ranks episodes for collector.top_fraction"):
+        _validate_collector(CollectorConfig(rank_by="advantage"))
+    _validate_collector(CollectorConfig(rank_by="advantage", min_score=None, top_fraction=0.1))
