@@ -231,7 +231,7 @@ def _play(cfg: DictConfig) -> float | None:
     def job(where: list[Path]) -> float | None:
         from rl_lab.envs import env_info
         from rl_lab.pipeline import EVAL, evaluate_policy, format_eval
-        from rl_lab.policy import load_policy
+        from rl_lab.policy import check_head, load_policy
         from rl_lab.tracking import Tracker
         from rl_lab.utils import derive_seed, resolve_device, seed_everything, write_json
 
@@ -247,7 +247,6 @@ def _play(cfg: DictConfig) -> float | None:
         policy, payload = load_policy(config.checkpoint)
         env_id = config.env.id or payload["env_id"]
         info = env_info(env_id)
-        check_head(policy, info.action, env_id, config.checkpoint)
         kw = policy.kwargs
         if (kw["obs_dim"], kw["n_actions"]) != (info.obs_dim, info.n_actions):
             raise ConfigError(
@@ -255,6 +254,7 @@ def _play(cfg: DictConfig) -> float | None:
                 f"{kw['n_actions']} actions (env {payload['env_id']!r}), but env.id={env_id!r} has {info.obs_dim} and "
                 f"{info.n_actions}. Evaluate it on its own env (leave env.id unset) or pick a matching checkpoint."
             )
+        check_head(policy, info.action, env_id, config.checkpoint)  # Discrete logits vs Box means, bounds
         device = resolve_device(config.device)
         tracker = Tracker(out / "tb")
         with _sigint() as flag:

@@ -119,7 +119,7 @@ def load_dataset(path: str | Path, key: str = "collector.dataset") -> Dataset:
         raise ConfigError(f"{key}={str(path)!r}: the arrays have inconsistent shapes; the file is damaged.")
     n_kept = ds.kept_episodes
     if (
-        (ds.rewards is not None and ds.rewards.shape != ds.actions.shape)
+        (ds.rewards is not None and ds.rewards.shape != ds.actions.shape[:1])
         or (ds.terminated is not None and ds.terminated.shape != (n_kept,))
         or (ds.final_obs is not None and ds.final_obs.shape != (n_kept, ds.obs.shape[1]))
     ):

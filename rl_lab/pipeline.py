@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rl_lab.actions import format_box_stats
 from rl_lab.collect import check_selectable, collect
 from rl_lab.config import Config
 from rl_lab.data import Dataset, load_dataset
@@ -72,8 +73,9 @@ class RunPaths:
 
 def build_policy(cfg: Config, info: EnvInfo) -> MLPPolicy:
     """The MLP of ``cfg.policy`` sized from the env's spaces."""
-    p = cfg.policy
-    return MLPPolicy(info.obs_dim, info.n_actions, list(p.hidden_sizes), p.activation, p.dropout, p.layer_norm)
+    p, a = cfg.policy, info.action
+    bounds = {"action_low": list(a.low), "action_high": list(a.high)} if a.continuous else {}  # a Box head
+    return MLPPolicy(info.obs_dim, info.n_actions, list(p.hidden_sizes), p.activation, p.dropout, p.layer_norm, **bounds)
 
 
 def weights_hash(policy: torch.nn.Module) -> str:
@@ -353,13 +355,19 @@ def _collect_stage(
                 f"collector.dataset={str(reuse)!r} was collected on env {ds.meta.get('env_id')!r}, but env.id="
                 f"{info.id!r}. Use a dataset of the same environment, or set env.id={ds.meta.get('env_id')}."
             )
+        if ds.actions.shape[1:] != info.action.row_shape():
+            raise ConfigError(
+                f"collector.dataset={str(reuse)!r} holds actions of shape {ds.actions.shape[1:]} per step, but env.id="
+                f"{info.id!r} has {info.action.describe()} actions. The file is damaged or was edited; collect anew."
+            )
     else:
         rng = np.random.default_rng(derive_seed(cfg.seed, BEHAVIOUR, k))
         if prev is None or c.behaviour == "random":
             behaviour: Any = rng  # uniform random actions, drawn a chunk at a time
-        else:
-            temperature = c.temperature * c.temperature_decay ** (k - 1)  # round 1 plays at collector.temperature
-            behaviour = act_fn(prev, greedy=False, temperature=temperature, rng=rng, device="cpu")
+        else:  # round 1 plays at collector.temperature (Discrete) or collector.noise_std (Box), then decays
+            temperature = c.temperature * c.temperature_decay ** (k - 1)
+            noise_std = c.noise_std * c.noise_decay ** (k - 1)
+            behaviour = act_fn(prev, greedy=False, temperature=temperature, rng=rng, device="cpu", noise_std=noise_std)
             prev.to("cpu")
         num_envs = min(cfg.env.num_envs, c.episodes)
         max_steps = c.max_steps or info.max_episode_steps
@@ -376,6 +384,8 @@ def _collect_stage(
                 min_score=c.min_score,
                 top_fraction=c.top_fraction,
                 should_stop=stop,
+                rank_by=c.rank_by,
+                neighbours=c.neighbours,
             )
         finally:
             venv.close()
@@ -409,7 +419,7 @@ def _collect_stage(
         score_std=float(r.std()),
         score_max=float(r.max()),
         threshold=ds.meta.get("threshold"),
-        action_balance=[float(b) for b in ds.action_balance(info.n_actions)],
+        **ds.action_figures(info.action),  # action_balance (Discrete), or per-dimension statistics (Box)
         env_steps=env_steps,
         useful_steps=int(ds.episode_lengths.sum()),
         steps_per_second=sps,
@@ -434,7 +444,8 @@ def evaluate_policy(
     ev = cfg.evaluator
     policy.to(device)
     rng = np.random.default_rng(derive_seed(seed, RENDER))
-    act = act_fn(policy, greedy=ev.greedy, rng=rng, device=device)
+    # evaluator.greedy=false samples: softmax (Discrete), or collector.noise_std's Gaussian noise (Box)
+    act = act_fn(policy, greedy=ev.greedy, rng=rng, device=device, noise_std=cfg.collector.noise_std)
     max_steps = ev.max_steps or info.max_episode_steps
     if max_steps is None:
         raise ConfigError(f"env.id={info.id!r} has no step limit of its own: set evaluator.max_steps.")
@@ -460,6 +471,7 @@ def evaluate_policy(
             seed=seed,
             reward_threshold=info.reward_threshold,
             should_stop=stop,
+            action=info.action,
             **cfg.env.vector_options(),
         )
     report = merge_reports(
@@ -467,6 +479,7 @@ def evaluate_policy(
         rest,
         info.id,
         info.n_actions,
+        action=info.action if info.continuous else None,
         reward_threshold=info.reward_threshold,
         seconds=time.perf_counter() - t0,
     )
@@ -485,7 +498,10 @@ def log_eval(tracker: Tracker | None, report: EvalReport, step: int) -> None:
     tracker.scalars({f"eval/{key}": s[key] for key in keys}, step)
     tracker.scalars({"time/eval_steps_per_second": report.lengths.sum() / max(report.seconds, 1e-9)}, step)
     tracker.histogram("eval/scores", report.scores, step)
-    tracker.action_balance("eval", report.action_balance, report.action_counts, step)
+    if report.box_stats is not None:
+        tracker.box_actions("eval", report.box_stats, step)
+    else:
+        tracker.action_balance("eval", report.action_balance, report.action_counts, step)
 
 
 def _screen(
@@ -553,6 +569,7 @@ def _round_scalars(r: RoundResult) -> dict[str, float | None]:
         "round/eval_score_std": e.score_std,
         **{f"round/action_balance/{a}": b for a, b in enumerate(e.action_balance or [])},
         **{f"round/action_mean/{d}": m for d, m in enumerate(e.action_mean or [])},
+        **{f"round/action_saturation/{d}": m for d, m in enumerate(e.action_saturation or [])},
     }
 
 
@@ -574,15 +591,15 @@ def format_eval(e: EvalFigures | Mapping[str, Any], seconds: float | None = None
     took = "" if seconds is None else f", {seconds:.2f} s"
     if e.action_balance is not None:
         cells = [f"choice {a}: {100 * b:.1f}%" for a, b in enumerate(e.action_balance)]
-    else:  # a continuous action: each dimension's mean and std
-        dims = zip(e.action_mean or [], e.action_std or [], strict=True)
-        cells = [f"dim {d}: {m:.2f} ± {s:.2f}" for d, (m, s) in enumerate(dims)]
-    rows = ["  ".join(cells[i : i + 3]) for i in range(0, len(cells), 3)]  # 3 actions a line
+        rows = ["  ".join(cells[i : i + 3]) for i in range(0, len(cells), 3)]  # 3 actions a line
+        actions = ("\n" + " " * 9).join(rows)
+    else:  # Box actions: each dimension's mean ± std and the share at a bound
+        actions = format_box_stats(e.to_dict())
     return (
         f"eval:    {e.episodes} episodes, score {e.score_mean:.1f} ± {e.score_std:.1f}, "
         f"success {success}{took}\n"
         f"         min {e.score_min:g}, median {e.score_median:g}, max {e.score_max:g}\n"
-        "actions: " + ("\n" + " " * 9).join(rows)
+        "actions: " + actions
     )
 
 
@@ -592,11 +609,15 @@ def format_round(r: RoundResult, rounds: int) -> str:
     head = f"round {r.round}\n" if rounds > 1 else ""
     val = t.val_accuracy
     epochs = f"{t.epochs} epoch{'' if t.epochs == 1 else 's'}"
+    if val is None and t.val_loss is not None and e.action_balance is None:  # Box actions: a regression
+        quality = f"val mse {t.val_loss:.4f}"
+    else:
+        quality = f"val accuracy {'n/a' if val is None else f'{val:.3f}'}"
     lowest = "n/a" if c.threshold is None else f"{c.threshold:g}"
     return (
         f"{head}collect: kept {c.kept_episodes} of {c.episodes} episodes ({100 * c.kept_fraction:.1f}%), "
         f"lowest kept score {lowest}\n"  # metrics' "threshold": the lowest score kept
         f"         {c.samples} samples, {c.seconds:.2f} s\n"
-        f"train:   {epochs}, val accuracy {'n/a' if val is None else f'{val:.3f}'}, "
+        f"train:   {epochs}, {quality}, "
         f"final loss {t.final_loss:.4f}, {t.seconds:.2f} s\n" + format_eval(e, e.seconds)
     )

@@ -48,6 +48,8 @@ def write_run_report(
 def _markdown(m: RunMetrics, report: EvalReport, plots: list[str]) -> str:
     assert m.last is not None, "a run report needs a round"
     c, t, e = m.last.collect, m.last.train, m.last.eval
+    box = e.action_balance is None  # Box actions: a regression, judged by its mean squared error
+    quality = f"validation MSE {_f(t.val_loss)}" if box else f"validation accuracy {_f(t.val_accuracy)}"
     lines = [
         f"# rl-lab run: {m.env_id} (seed {m.seed})",
         "",
@@ -61,7 +63,7 @@ def _markdown(m: RunMetrics, report: EvalReport, plots: list[str]) -> str:
         f"lowest kept score {_g(c.threshold)}), {c.samples} samples; episode score {c.score_mean:.1f} mean, "
         f"{c.score_max:g} max; {c.seconds:.2f} s |",
         f"| train | {t.epochs} epoch{'' if t.epochs == 1 else 's'} on {t.samples} samples; final loss "
-        f"{_f(t.final_loss)}, validation accuracy {_f(t.val_accuracy)}; {t.seconds:.2f} s |",
+        f"{_f(t.final_loss)}, {quality}; {t.seconds:.2f} s |",
         f"| evaluate | {e.episodes} episodes: score {e.score_mean:.1f} ± {e.score_std:.1f} "
         f"(min {e.score_min:g}, median {e.score_median:g}, max {e.score_max:g}); success rate "
         f"{_f(e.success_rate)}; {e.seconds:.2f} s |",
@@ -70,22 +72,31 @@ def _markdown(m: RunMetrics, report: EvalReport, plots: list[str]) -> str:
     if e.action_balance is not None:
         shares = ", ".join(f"choice {a}: {100 * b:.1f}%" for a, b in enumerate(e.action_balance))
         lines += ["Action balance (evaluation): " + shares, ""]
-    elif e.action_mean is not None:  # a continuous action
-        pairs = enumerate(zip(e.action_mean, e.action_std or [], strict=True))
-        dims = ", ".join(f"dim {d}: {mu:.3f} ± {sd:.3f}" for d, (mu, sd) in pairs)
-        lines += ["Action mean ± std (evaluation): " + dims, ""]
+    elif e.action_mean is not None:  # Box actions: per dimension, in the evaluation and in the kept data
+        lines += [
+            "| actions | dim | mean | std | at a bound |",
+            "|---|---|---|---|---|",
+            *(
+                f"| {where} | {d} | {mu:.3f} | {sd:.3f} | {100 * sat:.1f}% |"
+                for where, f in (("evaluation", e), ("kept data", c))
+                for d, (mu, sd, sat) in enumerate(
+                    zip(f.action_mean or [], f.action_std or [], f.action_saturation or [], strict=True)
+                )
+            ),
+            "",
+        ]
     if len(m.rounds) > 1:
         lines += [
             "## Rounds",
             "",
-            "| round | collect mean | kept | lowest kept score | train acc | eval mean ± std |",
+            f"| round | collect mean | kept | lowest kept score | {'train mse' if box else 'train acc'} | eval mean ± std |",
             "|---|---|---|---|---|---|",
         ]
         for r in m.rounds:
             rc, rt, re_ = r.collect, r.train, r.eval
             lines.append(
                 f"| {r.round} | {rc.score_mean:.1f} | {rc.kept_episodes} | {_g(rc.threshold)} | "
-                f"{_f(rt.train_accuracy)} | {re_.score_mean:.1f} ± {re_.score_std:.1f} |"
+                f"{_f(rt.final_loss if box else rt.train_accuracy)} | {re_.score_mean:.1f} ± {re_.score_std:.1f} |"
             )
         lines.append("")
     lines += [f"![{p}]({p})" for p in plots]
@@ -131,14 +142,19 @@ def _plots(out: Path, m: RunMetrics, report: EvalReport, first_dataset: Path) ->
     assert m.last is not None
     c, e = m.last.collect, m.last.eval
     if e.action_balance is not None:
-        kept, ev, what, ylabel = c.action_balance or [], e.action_balance, "Action balance", "share"
-    else:  # a continuous action: each dimension's mean
-        kept, ev, what, ylabel = c.action_mean or [], e.action_mean or [], "Action mean", "mean"
-    x = np.arange(len(ev))
-    if len(kept) == len(ev):
-        ax_actions.bar(x - 0.2, kept, 0.4, label="kept data (last round)")
-    ax_actions.bar(x + 0.2, ev, 0.4, label="evaluation")
-    ax_actions.set(xticks=x, xlabel="action", ylabel=ylabel, title=what)
+        kept, ev = c.action_balance or [], e.action_balance
+        x = np.arange(len(ev))
+        if len(kept) == len(ev):
+            ax_actions.bar(x - 0.2, kept, 0.4, label="kept data (last round)")
+        ax_actions.bar(x + 0.2, ev, 0.4, label="evaluation")
+        ax_actions.set(xticks=x, xlabel="action", ylabel="share", title="Action balance")
+    else:  # Box actions: each dimension's histogram over [low, high], as a share of the actions
+        for where, f, style in (("kept data (last round)", c, "--"), ("evaluation", e, "-")):
+            hist = f.action_histogram or {"edges": [], "counts": []}
+            for d, (edges, counts) in enumerate(zip(hist["edges"], hist["counts"], strict=True)):
+                share = np.asarray(counts, dtype=np.float64) / max(sum(counts), 1)
+                ax_actions.stairs(share, edges, linestyle=style, label=f"dim {d}, {where}")
+        ax_actions.set(xlabel="action value", ylabel="share", title="Action histogram")
     ax_actions.legend(fontsize=8)
 
     rs = m.rounds

@@ -147,3 +147,16 @@ def cli(tmp_path):
         return run_cli(*args, cwd=tmp_path, **kw)
 
     return _run
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """One torch thread per test process, as every rl-lab job runs (app.setup_job: threads=1).
+
+    pytest -n 2 runs two processes on two cores; with torch's default of one thread per core each,
+    small-model training slows down several times over (measured: a 3-round ToyBox test, 51 s -> 2.4 s).
+    """
+    import torch
+
+    torch.set_num_threads(1)
+    yield

@@ -128,7 +128,7 @@ def test_multirun_two_jobs(cli, tmp_path):
     "overrides,needle",
     [
         (["env.id=NoSuchEnv-v0"], "env.id='NoSuchEnv-v0'"),
-        (["env.id=Pendulum-v1"], "continuous"),
+        (["env.id=Pendulum-v1", "collector.noise_std=0"], "collector.noise_std=0"),
         (["collector.min_score=499"], "collector.min_score=499"),
         (["policy.dropout=1.5"], "policy.dropout"),
         (["collector.episodes=0"], "collector.episodes"),

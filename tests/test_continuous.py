@@ -283,3 +283,100 @@ def test_advantage_needs_top_fraction():
     with pytest.raises(ConfigError, match="collector.rank_by=advantage ranks episodes for collector.top_fraction"):
         _validate_collector(CollectorConfig(rank_by="advantage"))
     _validate_collector(CollectorConfig(rank_by="advantage", min_score=None, top_fraction=0.1))
+
+
+# --- whole runs ---------------------------------------------------------------------------------------------
+
+
+def toybox_config(rounds: int, **collector) -> "Config":
+    from rl_lab.config import Config, EnvConfig, EvaluatorConfig, PolicyConfig
+
+    return Config(
+        env=EnvConfig(id="rl_lab_toy_env:ToyBox-v0", num_envs=100),
+        collector=CollectorConfig(
+            **{"episodes": 400, "min_score": None, "top_fraction": 0.1, "behaviour": "policy", "noise_std": 0.2,
+               **collector}
+        ),  # fmt: skip
+        policy=PolicyConfig(hidden_sizes=[64, 64], dropout=0.0),
+        trainer=TrainerConfig(epochs=10, batch_size=64, lr=3e-3, val_fraction=0.1, progress=False),
+        evaluator=EvaluatorConfig(episodes=20),
+        rounds=rounds,
+        seed=0,
+    )
+
+
+def test_rounds_move_the_box_policy_to_the_best_action(tmp_path):
+    """ToyBox-v0: random play scores about -12 (the best of 400 random episodes about -6.5); rounds approach 0."""
+    from rl_lab.pipeline import run
+
+    metrics = run(toybox_config(rounds=5), tmp_path)
+    rounds = metrics["rounds"]
+    assert rounds[0]["collect"]["score_max"] > -7.5  # uniform random play in round 0
+    assert rounds[0]["collect"]["score_mean"] < -10
+    assert rounds[-1]["eval"]["score_mean"] > -2.0, [r["eval"]["score_mean"] for r in rounds]
+    assert rounds[-1]["collect"]["score_mean"] > rounds[0]["collect"]["score_mean"] + 5  # noisy policy behaviour
+    ev = rounds[-1]["eval"]
+    assert "action_balance" not in ev and len(ev["action_mean"]) == 2 and len(ev["action_saturation"]) == 2
+    assert 1.5 < ev["action_mean"][1] < 2.5  # the best second action is 2 + 2y, y uniform in [-0.8, 0.8]
+    assert sum(ev["action_histogram"]["counts"][0]) == ev["episodes"] * 10
+    kept = rounds[-1]["collect"]
+    assert len(kept["action_mean"]) == 2 and "action_balance" not in kept
+    assert metrics["train"]["train_accuracy"] is None and metrics["train"]["val_loss"] is not None
+
+
+def test_box_run_is_deterministic_and_resumes_bit_identically(tmp_path, monkeypatch):
+    from conftest import stop_after_epoch
+
+    from rl_lab.data import load_dataset
+    from rl_lab.pipeline import StopFlag, run
+
+    cfg = toybox_config(rounds=3, noise_decay=0.5)
+    full = run(cfg, tmp_path / "a")
+    again = run(toybox_config(rounds=3, noise_decay=0.5), tmp_path / "c")
+    assert [r["weights_sha256"] for r in full["rounds"]] == [r["weights_sha256"] for r in again["rounds"]]
+    ds = load_dataset(tmp_path / "a" / "round_1" / "dataset.npz")
+    assert ds.actions.dtype == np.float32 and ds.actions.shape == (ds.samples, 2)
+    flag = StopFlag()
+    stop_after_epoch(monkeypatch, flag)  # round 1 stops after its first epoch
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "b", stop=flag)
+    monkeypatch.undo()
+    cfg.resume = str(tmp_path / "b")
+    resumed = run(cfg, tmp_path / "b")
+    for x, y in zip(full["rounds"], resumed["rounds"], strict=True):
+        assert x["dataset_sha256"] == y["dataset_sha256"] and x["weights_sha256"] == y["weights_sha256"]
+
+
+def test_box_tensorboard_scalars_and_histograms(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from rl_lab.pipeline import run
+
+    run(toybox_config(rounds=2), tmp_path)
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"histograms": 0}).Reload()
+    scalars = set(acc.Tags()["scalars"])
+    for name in ("eval/action_mean/0", "eval/action_std/1", "eval/action_saturation/1", "round/action_mean/1"):
+        assert name in scalars, name
+    assert not any(t.startswith("eval/action_balance") for t in scalars)
+    assert {"eval/actions/0", "eval/actions/1"} <= set(acc.Tags()["histograms"])
+
+
+def test_cli_runs_the_one_shot_recipe_on_pendulum(cli, tmp_path):
+    """The issue's command, with a tiny budget: continuous actions from the command line, and rl-lab-eval on them."""
+    r = cli(
+        "env.id=Pendulum-v1", "collector.min_score=null", "collector.top_fraction=0.1", "collector.episodes=200",
+        "env.num_envs=50", "trainer.epochs=1", "evaluator.episodes=5", "hydra.run.dir=run",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = r.stdout + r.stderr
+    assert "val mse" in out and "dim 0: mean" in out and "at a bound" in out
+    import json
+
+    ev = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert ev["env_id"] == "Pendulum-v1" and len(ev["action_mean"]) == 1 and ev["length_mean"] == 200
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "validation MSE" in report and "| evaluation | 0 |" in report
+    e = cli("checkpoint=run/policy.pt", "evaluator.episodes=3", entry="rl_lab.eval")
+    assert e.returncode == 0, e.stderr
+    bad = cli("checkpoint=run/policy.pt", "env.id=CartPole-v1", entry="rl_lab.eval")
+    assert bad.returncode == 2 and "env.id='CartPole-v1'" in bad.stderr and "Traceback" not in bad.stderr
