@@ -325,3 +325,34 @@ def test_import_errors_are_clear(tmp_path, minari_root):
     assert "not a Minari dataset id" in msg
     msg = error("collector.dataset=minari:test/cartpole-v0", "collector.min_score=1000")
     assert "none of the" in msg and "collector.top_fraction" in msg
+
+
+@NEEDS_MINARI
+def test_box_actions_export_and_import_round_trip(tmp_path, minari_root):
+    """Pendulum-v1's float actions: exported as Minari reads them, imported back into a run unchanged."""
+    import minari
+
+    import rl_lab
+    from rl_lab.data import load_dataset
+    from rl_lab.minari_io import main
+
+    venv = make_vec_env("Pendulum-v1", 8, 200, backend="gymnasium")
+    ds, _ = collect(venv, np.random.default_rng(0), 16, max_steps=200, seed=5, top_fraction=0.25)
+    venv.close()
+    ds.meta.update(env_id="Pendulum-v1", round=0, behaviour="random")
+    path = ds.save(tmp_path / "dataset.npz")
+    assert main([str(path), "--id", "test/pendulum-box-v0"]) == 0
+    md = minari.load_dataset("test/pendulum-box-v0")
+    assert md.total_episodes == 4 and md.total_steps == 800
+    first = next(iter(md.iterate_episodes()))
+    assert first.actions.shape == (200, 1)
+    np.testing.assert_array_equal(first.actions, ds.actions[:200])
+    rl_lab.run(
+        ["env.id=Pendulum-v1", "collector.dataset=minari:test/pendulum-box-v0", "collector.min_score=null",
+         "collector.top_fraction=1.0", "trainer.epochs=1", "evaluator.episodes=2", "env.num_envs=2"],
+        out_dir=tmp_path / "run",
+    )  # fmt: skip
+    back = load_dataset(tmp_path / "run" / "dataset.npz")
+    assert back.actions.dtype == np.float32
+    np.testing.assert_array_equal(back.actions, ds.actions)
+    np.testing.assert_array_equal(back.obs, ds.obs)
