@@ -195,13 +195,17 @@ def envpool_ids() -> frozenset[str] | None:
     return frozenset(envpool.list_all_envs())
 
 
+# gymnasium's own registrations that carry kwargs (every other id EnvPool shares registers none)
+_GYMNASIUM_KWARGS: dict[str, dict[str, object]] = {"LunarLanderContinuous-v3": {"continuous": True}}
+
+
 def _envpool_has(env_id: str, spec: gym.envs.registration.EnvSpec) -> bool:
     """EnvPool has this id, and the id is gymnasium's own env (not a re-registration with other code)."""
     gymnasium_own = (
         ":" not in env_id
         and isinstance(spec.entry_point, str)
         and spec.entry_point.startswith("gymnasium.envs.")
-        and not spec.kwargs
+        and spec.kwargs == _GYMNASIUM_KWARGS.get(env_id, {})
     )
     if not gymnasium_own:  # decided without importing EnvPool (1.8 s)
         return False

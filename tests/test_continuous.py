@@ -218,33 +218,66 @@ def test_pendulum_gymnasium_backend_is_gymnasium_bit_for_bit():
     env.close()
 
 
-def pendulum_reference(episodes, seed):
-    env = gym.make("Pendulum-v1")
+BOX_ENVS = {"Pendulum-v1": 200, "MountainCarContinuous-v0": 40, "LunarLanderContinuous-v3": 200}
+
+
+def box_reference(env_id, episodes, seed):
+    """Uniform random episodes of gymnasium.make(env_id), one after the other: (returns, lengths)."""
+    env = gym.make(env_id)
     rng = np.random.default_rng(seed)
+    low, high = env.action_space.low, env.action_space.high
     env.reset(seed=seed)
-    out = []
+    returns, lengths = [], []
     for _ in range(episodes):
-        total, done = 0.0, False
+        total, steps, done = 0.0, 0, False
         while not done:
-            _, r, term, trunc, _ = env.step(rng.uniform(-2, 2, size=1).astype(np.float32))
-            total, done = total + float(r), term or trunc
-        out.append(total)
+            a = (low + rng.random(low.shape, dtype=np.float32) * (high - low)).astype(np.float32)
+            _, r, term, trunc, _ = env.step(a)
+            total, steps, done = total + float(r), steps + 1, term or trunc
+        returns.append(total)
+        lengths.append(steps)
         env.reset()
-    return np.array(out)
+    env.close()
+    return np.array(returns), np.array(lengths, dtype=np.float64)
+
+
+def agree(a, b, sigmas=5.0):
+    se = np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
+    return bool(abs(a.mean() - b.mean()) <= sigmas * se + 1e-9)
 
 
 @pytest.mark.skipif(not HAS_ENVPOOL, reason="envpool not installed")
-def test_pendulum_envpool_matches_gymnasium_in_distribution_and_is_deterministic():
+@pytest.mark.parametrize("env_id", list(BOX_ENVS))
+def test_box_envs_on_envpool_match_gymnasium_in_distribution_and_are_deterministic(env_id):
+    episodes = BOX_ENVS[env_id]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        a = box_random("Pendulum-v1", "envpool", 200, num_envs=32, seed=5)
-        b = box_random("Pendulum-v1", "envpool", 200, num_envs=32, seed=5)
+        a = box_random(env_id, "envpool", episodes, num_envs=32, seed=5)
+        b = box_random(env_id, "envpool", episodes, num_envs=32, seed=5)
     assert a.content_hash() == b.content_hash()
-    ref = pendulum_reference(200, seed=11)
-    r = a.episode_returns
-    se = np.sqrt(r.var(ddof=1) / r.size + ref.var(ddof=1) / ref.size)
-    assert abs(r.mean() - ref.mean()) <= 5 * se, (r.mean(), ref.mean())
-    assert (a.episode_lengths == 200).all()
+    ref_returns, ref_lengths = box_reference(env_id, episodes, seed=11)
+    assert agree(a.episode_returns, ref_returns), (a.episode_returns.mean(), ref_returns.mean())
+    assert agree(a.episode_lengths.astype(np.float64), ref_lengths), (a.episode_lengths.mean(), ref_lengths.mean())
+    assert a.samples == int(a.episode_lengths.sum())
+
+
+@pytest.mark.parametrize("env_id", ["MountainCarContinuous-v0", "LunarLanderContinuous-v3"])
+def test_box_envs_gymnasium_backend_is_gymnasium_bit_for_bit(env_id):
+    ds = box_random(env_id, "gymnasium", 2, num_envs=1, seed=3)
+    env = gym.make(env_id)
+    obs, _ = env.reset(seed=3)
+    row = 0
+    for k in range(2):
+        total, length = 0.0, int(ds.episode_lengths[k])
+        for i in range(length):
+            np.testing.assert_array_equal(ds.obs[row + i], obs.astype(np.float32))
+            obs, r, term, trunc, _ = env.step(ds.actions[row + i])
+            total += float(r)
+            assert (term or trunc) == (i == length - 1)
+        assert total == ds.episode_returns[k]
+        row += length
+        obs, _ = env.reset()
+    env.close()
 
 
 # --- ranking by advantage over episodes that started alike ----------------------------------------------
