@@ -381,7 +381,7 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
             "per_seed": per_seed,
             "per_seed_min": min(finite, default=None),
             "per_seed_max": max(finite, default=None),
-            "bootstrap_90": bootstrap_ratio(base_t, cem_t) if seeds else None,
+            "bootstrap_90": bootstrap_ratio(base_t, cem_t) if any(map(math.isfinite, cem_t)) else None,
             "target": ENVS[res["env"]].target,
         }
     return {"threshold": thr, "methods": methods, "races": races}
@@ -438,7 +438,7 @@ def results_md(res: dict[str, Any]) -> str:
     header = ["seed", *(LABELS[r] for r in rungs), *(f"{b.upper()}/CEM" for b in s["races"])]
     out += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     by = {(r["rung"], r["seed"]): r for r in res["runs"]}
-    for seed in res["seeds"]:
+    for seed in [s for s in res["seeds"] if any(k[1] == s for k in by)]:
         cells = []
         for rung in rungs:
             r = by.get((rung, seed))
@@ -459,11 +459,21 @@ def results_md(res: dict[str, Any]) -> str:
     for base, race in s["races"].items():
         lo, hi = race["bootstrap_90"] or (None, None)
         rom = race["ratio_of_medians"]
-        verdict = "n/a" if rom is None else ("met" if rom >= race["target"] else "NOT met")
+        cem = s["methods"]["cem"]
+        verdict = "met" if rom is not None and rom >= race["target"] else "NOT met"
+        if rom is None:
+            verdict += f" (CEM reached the threshold on {cem['reached']} of {cem['n']} seeds)"
+        spread = (
+            ""
+            if rom is None
+            else (
+                f" (bootstrap 90% interval {fmt_x(lo)} to {fmt_x(hi)}; per-seed ratios {fmt_x(race['per_seed_min'])} "
+                f"to {fmt_x(race['per_seed_max'])})"
+            )
+        )
         out.append(
-            f"- {base.upper()}/CEM, ratio of the median times: **{fmt_x(rom)}** (bootstrap 90% interval "
-            f"{fmt_x(lo)} to {fmt_x(hi)}; per-seed ratios {fmt_x(race['per_seed_min'])} to "
-            f"{fmt_x(race['per_seed_max'])}); target >= {race['target']:g}x: **{verdict}**."
+            f"- {base.upper()}/CEM, ratio of the median times: **{fmt_x(rom)}**{spread}; "
+            f"target >= {race['target']:g}x: **{verdict}**."
         )
     out += ["- 'not reached' counts as +inf in the medians; 'capped' runs hit `--max-minutes`.", ""]
     out += [
