@@ -17,6 +17,7 @@ import re
 import shlex
 import signal
 import sys
+import textwrap
 import traceback
 import typing
 from collections.abc import Callable, Iterator
@@ -61,10 +62,11 @@ def help_groups(*groups: str) -> str:
     lines = []
     for group in names:
         options = ", ".join(sorted(p.stem for p in (root / group).glob("*.yaml") if not p.stem.startswith("base_")))
-        line = f"  {group}: {options}"
+        line = "\n".join(textwrap.wrap(f"{group}: {options}", 97, initial_indent="  ", subsequent_indent="      "))
         about = GROUP_HELP.get(group)
         if about:
-            line += f"  - {about}" if len(line) + len(about) + 4 <= 100 else f"\n      - {about}"
+            last = line.rsplit("\n", 1)[-1]
+            line += f"  - {about}" if len(last) + len(about) + 4 <= 100 else f"\n      - {about}"
         lines.append(line)
     return "\n".join(lines)
 

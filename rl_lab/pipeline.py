@@ -131,7 +131,7 @@ def run(cfg: Config, out_dir: str | Path, stop: StopFlag | None = None) -> dict[
     info = env_info(cfg.env.id)
     backend = resolve_backend(info.id, cfg.env.backend)  # a backend that can't run this env fails before any work
     if cfg.plots:
-        from rl_lab.summary import check_plots_available
+        from rl_lab.run_report import check_plots_available
 
         check_plots_available()
     resume = _read_resume(out) if cfg.resume else None
@@ -193,7 +193,7 @@ def run(cfg: Config, out_dir: str | Path, stop: StopFlag | None = None) -> dict[
         },
     )
     tracker.close()
-    from rl_lab.summary import write_run_report
+    from rl_lab.run_report import write_run_report
 
     write_run_report(out, metrics, report, first_dataset=paths.round_dir(0) / "dataset.npz", plots=cfg.plots)
     return metrics.to_dict()

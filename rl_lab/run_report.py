@@ -2,7 +2,7 @@
 
 The plots (``report.png``, matplotlib from the ``plots`` extra): score histograms (all collected
 episodes vs kept vs evaluation), the training curves, the action balance (kept data vs
-evaluation) and, for several rounds, the evaluation score per round. They are opt-in: importing
+evaluation; for Box actions each dimension's histogram) and, for several rounds, the evaluation score per round. They are opt-in: importing
 matplotlib and drawing cost about 1 s, a tenth of a default run; TensorBoard and
 ``rl-lab-report`` show the same curves.
 """
