@@ -89,7 +89,9 @@ class ActionSpec:
     def describe(self) -> str:
         if not self.continuous:
             return f"Discrete({self.n})"
-        return f"Box({self.dim}) in [{', '.join(f'{a:g}' for a in self.low or ())}] .. [{', '.join(f'{b:g}' for b in self.high or ())}]"
+        low = ", ".join(f"{a:g}" for a in self.low or ())
+        high = ", ".join(f"{b:g}" for b in self.high or ())
+        return f"Box({self.dim}) in [{low}] .. [{high}]"
 
     def new_stats(self) -> BoxStats | None:
         """A statistics accumulator for Box actions; None for Discrete (counts are enough)."""
@@ -164,7 +166,7 @@ class BoxStats:
         return self.saturated / max(self.count, 1)
 
     def summary(self) -> dict[str, Any]:
-        """The JSON figures: ``action_mean``, ``action_std``, ``action_saturation`` (per dimension), ``action_histogram``."""
+        """The JSON figures: ``action_mean``, ``action_std``, ``action_saturation`` per dimension, a histogram."""
         return {
             "action_mean": [float(x) for x in self.mean],
             "action_std": [float(x) for x in self.std],

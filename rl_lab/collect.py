@@ -18,7 +18,8 @@ How the bookkeeping works (written once, here):
   episode that ended at step ``t`` finds its final observation in row ``t + 1`` (the NEXT_STEP
   reset step's row, whose action is ignored). At most every ``chunk`` steps (a *pass*) the
   episodes that ended are found in one vectorized pass, filtered and (if kept) gathered out of
-  the ring. Returns are summed as the episode plays, in float64 and in step order. With ``min_score`` only kept steps are ever stored,
+  the ring. Returns are summed as the episode plays, in float64 and in step order. With
+  ``min_score`` only kept steps are ever stored,
   so memory does not grow with the number of episodes; ``top_fraction`` needs every episode's
   steps until the end (memory grows with the total number of steps). Each kept episode also keeps
   its per-step rewards, its final observation and whether it ended by termination (else truncation).

@@ -29,7 +29,9 @@ VECTORIZATIONS = ("sync", "async")
 class EnvConfig:
     """Which environment, and how many copies run side by side."""
 
-    id: str | None = "CartPole-v1"  # a gymnasium id (Discrete or finite Box actions, flat Box observations), or module:id
+    id: str | None = (
+        "CartPole-v1"  # a gymnasium id (Discrete or finite Box actions, flat Box observations), or module:id
+    )
     num_envs: int = 2000  # sub-envs of the vector env (collection; evaluation uses min(num_envs, episodes))
     precision: str = "float32"  # float32 | float64: arithmetic of rl_lab's CartPole (float64 = gymnasium's bit for bit)
     backend: str = "auto"  # auto | native | envpool | gymnasium (auto: native CartPole, then EnvPool, then gymnasium)

@@ -75,7 +75,9 @@ def build_policy(cfg: Config, info: EnvInfo) -> MLPPolicy:
     """The MLP of ``cfg.policy`` sized from the env's spaces."""
     p, a = cfg.policy, info.action
     bounds = {"action_low": list(a.low), "action_high": list(a.high)} if a.continuous else {}  # a Box head
-    return MLPPolicy(info.obs_dim, info.n_actions, list(p.hidden_sizes), p.activation, p.dropout, p.layer_norm, **bounds)
+    return MLPPolicy(
+        info.obs_dim, info.n_actions, list(p.hidden_sizes), p.activation, p.dropout, p.layer_norm, **bounds
+    )
 
 
 def weights_hash(policy: torch.nn.Module) -> str:

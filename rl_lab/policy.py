@@ -106,7 +106,7 @@ def create_mlp(
 
 
 class MLPPolicy(nn.Module):
-    """Observation -> action logits (Discrete) or unsquashed means (Box): the :func:`create_mlp` layers in an ``nn.Sequential``.
+    """Observation -> logits (Discrete) or unsquashed means (Box): :func:`create_mlp` layers in an ``nn.Sequential``.
 
     A plain module: ``forward`` is ``self.net``, autograd does the backward. Speed-ups live
     outside the model (:mod:`rl_lab.fast_mlp`) and are used only for the structures they know.
@@ -158,7 +158,7 @@ class MLPPolicy(nn.Module):
         return self.action.continuous
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """Logits (Discrete) or unsquashed means (Box), ``(batch, n_actions)``, for observations ``(batch, obs_dim)``."""
+        """Logits (Discrete) or unsquashed means (Box), ``(batch, n_actions)``, of observations ``(batch, obs_dim)``."""
         return self.net(obs)
 
     @staticmethod
@@ -290,7 +290,7 @@ def read_checkpoint(path: str | Path, key: str = "checkpoint") -> dict[str, Any]
 
 
 def check_head(policy: MLPPolicy, action: ActionSpec, env_id: str, path: str | Path, key: str = "checkpoint") -> None:
-    """Refuse a checkpoint whose head does not fit the env's action space (Discrete logits vs Box means, sizes, bounds)."""
+    """Refuse a checkpoint whose head does not fit the env's actions (Discrete logits vs Box means, sizes, bounds)."""
     if policy.action == action:
         return
     have = f"a {'Box' if policy.continuous else 'Discrete'} head for {policy.action.describe()}"

@@ -190,9 +190,7 @@ def _frame(img: Any) -> np.ndarray:
     return a.astype(np.uint8, copy=False)
 
 
-def _after_human_render(
-    drawer: _Overlay | None, k: int, episodes: int, step: int, score: float, action: Any
-) -> bool:
+def _after_human_render(drawer: _Overlay | None, k: int, episodes: int, step: int, score: float, action: Any) -> bool:
     """After the env drew a human frame: handle window events, draw the overlay. True = window closed."""
     import pygame
 
@@ -203,8 +201,13 @@ def _after_human_render(
         log.info("render window closed; stopping playback after %d completed episode(s)", k)
         return True
     if drawer is not None:
-        last = "-" if action is None else (str(action) if np.ndim(action) == 0 else np.array2string(
-            np.asarray(action), precision=2, separator=" "))
+        last = (
+            "-"
+            if action is None
+            else (
+                str(action) if np.ndim(action) == 0 else np.array2string(np.asarray(action), precision=2, separator=" ")
+            )
+        )
         drawer.draw(f"episode {k + 1}/{episodes}  step {step}  score {score:g}  action {last}")
     return False
 

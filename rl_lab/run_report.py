@@ -2,7 +2,8 @@
 
 The plots (``report.png``, matplotlib from the ``plots`` extra): score histograms (all collected
 episodes vs kept vs evaluation), the training curves, the action balance (kept data vs
-evaluation; for Box actions each dimension's histogram) and, for several rounds, the evaluation score per round. They are opt-in: importing
+evaluation; for Box actions each dimension's histogram) and, for several rounds, the evaluation
+score per round. They are opt-in: importing
 matplotlib and drawing cost about 1 s, a tenth of a default run; TensorBoard and
 ``rl-lab-report`` show the same curves.
 """
@@ -89,7 +90,8 @@ def _markdown(m: RunMetrics, report: EvalReport, plots: list[str]) -> str:
         lines += [
             "## Rounds",
             "",
-            f"| round | collect mean | kept | lowest kept score | {'train mse' if box else 'train acc'} | eval mean ± std |",
+            f"| round | collect mean | kept | lowest kept score | {'train mse' if box else 'train acc'} "
+            "| eval mean ± std |",
             "|---|---|---|---|---|---|",
         ]
         for r in m.rounds:

@@ -57,7 +57,11 @@ class Tracker:
     def box_actions(self, prefix: str, stats: Any, step: int) -> None:
         """Box actions (a :class:`rl_lab.actions.BoxStats`): per dimension ``<prefix>/action_mean/<j>``,
         ``action_std/<j>``, ``action_saturation/<j>`` and a histogram ``<prefix>/actions/<j>``."""
-        for name, values in (("action_mean", stats.mean), ("action_std", stats.std), ("action_saturation", stats.saturation)):
+        for name, values in (
+            ("action_mean", stats.mean),
+            ("action_std", stats.std),
+            ("action_saturation", stats.saturation),
+        ):
             self.scalars({f"{prefix}/{name}/{j}": float(v) for j, v in enumerate(values)}, step)
         if stats.count == 0:
             return

@@ -357,7 +357,7 @@ def test_eval_dir_is_next_to_the_checkpoint_unless_given(tmp_path):
     stamp = "/eval/${now:%Y-%m-%d}_${now:%H-%M-%S}"
     assert values == {"hydra.run.dir": f"{odd}{stamp}", "hydra.sweep.dir": f"{odd}{stamp}"}
     assert _eval_dir_override([f"checkpoint={tmp_path}/missing.pt"]) == []  # the job says what is wrong
-    given = _eval_dir_override([f"checkpoint=\"{odd}/policy.pt\"", "hydra.run.dir=elsewhere"])
+    given = _eval_dir_override([f'checkpoint="{odd}/policy.pt"', "hydra.run.dir=elsewhere"])
     assert [a.split("=")[0] for a in given] == ["hydra.sweep.dir"]
 
 

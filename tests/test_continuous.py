@@ -7,10 +7,10 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
+import rl_lab_toy_env  # noqa: F401  (registers ToyBox-v0)
 import torch
 from gymnasium import spaces
 
-import rl_lab_toy_env  # noqa: F401  (registers ToyBox-v0)
 from rl_lab.actions import ActionSpec, BoxStats, format_box_stats
 from rl_lab.collect import collect
 from rl_lab.config import CollectorConfig, TrainerConfig, _validate_collector
@@ -321,14 +321,20 @@ def test_advantage_needs_top_fraction():
 # --- whole runs ---------------------------------------------------------------------------------------------
 
 
-def toybox_config(rounds: int, **collector) -> "Config":
+def toybox_config(rounds: int, **collector):
     from rl_lab.config import Config, EnvConfig, EvaluatorConfig, PolicyConfig
 
     return Config(
         env=EnvConfig(id="rl_lab_toy_env:ToyBox-v0", num_envs=100),
         collector=CollectorConfig(
-            **{"episodes": 400, "min_score": None, "top_fraction": 0.1, "behaviour": "policy", "noise_std": 0.2,
-               **collector}
+            **{
+                "episodes": 400,
+                "min_score": None,
+                "top_fraction": 0.1,
+                "behaviour": "policy",
+                "noise_std": 0.2,
+                **collector,
+            }
         ),  # fmt: skip
         policy=PolicyConfig(hidden_sizes=[64, 64], dropout=0.0),
         trainer=TrainerConfig(epochs=10, batch_size=64, lr=3e-3, val_fraction=0.1, progress=False),

@@ -135,9 +135,7 @@ def test_warm_start_carries_adam_state_across_rounds(tmp_path):
     for k, payload in enumerate(payloads):
         ds = load_dataset(tmp_path / f"round_{k}" / "dataset.npz")
         n_train = len(split(ds.samples, cfg.trainer.val_fraction, 0)[0])
-        total += cfg.trainer.epochs * math.ceil(
-            n_train / cfg.trainer.batch_size
-        )  # keeps the short last batch
+        total += cfg.trainer.epochs * math.ceil(n_train / cfg.trainer.batch_size)  # keeps the short last batch
         steps = {float(s) for s in payload["extra"]["optimizer"]["step"]}
         assert steps == {float(total)}, f"round {k}: Adam step count {steps}, expected {total} (carried over)"
 

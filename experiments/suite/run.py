@@ -1,4 +1,4 @@
-"""The experiment suite: each `configs/experiment/<name>.yaml` over seeds, as a user runs it, with a fresh re-evaluation.
+"""The experiment suite: each ``configs/experiment/<name>.yaml`` over seeds, as a user runs it, re-evaluated fresh.
 
 For every experiment and seed this runs ``rl-lab experiment=<name> seed=<s> threads=1`` in a subprocess
 (the CLI a user types), then ``rl-lab-eval checkpoint=<run>/policy.pt`` on 100 episodes that the run never
