@@ -75,6 +75,7 @@ class PolicyConfig:
     activation: str = "relu"  # relu | tanh | elu | gelu | leaky_relu | silu
     dropout: float = 0.2  # after each hidden layer; inactive in evaluation
     layer_norm: bool = False  # LayerNorm after each hidden Linear, before the activation
+    obs_norm: bool = False  # standardize the inputs by the mean/std of the first data the policy trains on
 
 
 @dataclass

@@ -76,8 +76,9 @@ def build_policy(cfg: Config, info: EnvInfo) -> MLPPolicy:
     p, a = cfg.policy, info.action
     bounds = {"action_low": list(a.low), "action_high": list(a.high)} if a.continuous else {}  # a Box head
     return MLPPolicy(
-        info.obs_dim, info.n_actions, list(p.hidden_sizes), p.activation, p.dropout, p.layer_norm, **bounds
-    )
+        info.obs_dim, info.n_actions, list(p.hidden_sizes), p.activation, p.dropout, p.layer_norm, **bounds,
+        obs_norm=p.obs_norm,
+    )  # fmt: skip
 
 
 def weights_hash(policy: torch.nn.Module) -> str:
@@ -263,6 +264,7 @@ def _train_stage(
         with torch.random.fork_rng(devices=[]):  # leave the global RNG untouched
             torch.manual_seed(derive_seed(cfg.seed, INIT, k))
             policy = build_policy(cfg, info)
+        policy.fit_obs_norm(obs)  # policy.obs_norm: the inputs' statistics from the data it first trains on
     train_state = None
     if ctx.resume and ctx.resume.round == k and ctx.resume.state is not None:
         policy.load_state_dict(ctx.resume.state_dict)

@@ -77,6 +77,29 @@ class Dropout(nn.Module):
         return f"p={self.p}"
 
 
+class Standardize(nn.Module):
+    """``(x - mean) / std`` with fixed per-feature statistics (buffers: saved with the weights, never trained).
+
+    ``policy.obs_norm``: an env whose observations span very different ranges (MountainCar's velocity
+    lives in [-0.07, 0.07], its position in [-1.2, 0.6]) otherwise hides the small ones from the MLP.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def fit(self, obs: np.ndarray) -> None:
+        """Set the statistics from observations ``(samples, dim)``; a constant feature keeps std 1."""
+        x = np.asarray(obs, dtype=np.float64)
+        std = x.std(axis=0) if len(x) else np.ones(self.std.shape)
+        self.mean.copy_(torch.as_tensor(x.mean(axis=0) if len(x) else 0.0, dtype=torch.float32))
+        self.std.copy_(torch.as_tensor(np.where(std > 1e-8, std, 1.0), dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
 def create_mlp(
     input_dim: int,
     output_dim: int,
@@ -127,6 +150,7 @@ class MLPPolicy(nn.Module):
         layer_norm: bool = False,  # checkpoints written before this option have no such key: False
         action_low: list[float] | None = None,  # Box actions: the bounds (n_actions is then the dimension)
         action_high: list[float] | None = None,
+        obs_norm: bool = False,  # a Standardize layer first (checkpoints written before it: False)
     ) -> None:
         super().__init__()
         self.kwargs: dict[str, Any] = {
@@ -136,6 +160,7 @@ class MLPPolicy(nn.Module):
             "activation": activation,
             "dropout": float(dropout),
             "layer_norm": bool(layer_norm),
+            "obs_norm": bool(obs_norm),
         }
         if (action_low is None) != (action_high is None):
             raise ValueError("give both action_low and action_high (Box actions), or neither (Discrete)")
@@ -148,9 +173,13 @@ class MLPPolicy(nn.Module):
             self.action = ActionSpec(n=int(n_actions))
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}: one of {', '.join(ACTIVATIONS)}")
-        self.net = nn.Sequential(
-            *create_mlp(obs_dim, n_actions, list(hidden_sizes), ACTIVATIONS[activation], dropout, layer_norm)
-        )
+        layers = create_mlp(obs_dim, n_actions, list(hidden_sizes), ACTIVATIONS[activation], dropout, layer_norm)
+        self.net = nn.Sequential(*([Standardize(obs_dim)] if obs_norm else []), *layers)
+
+    def fit_obs_norm(self, obs: np.ndarray) -> None:
+        """With ``obs_norm``: set the input statistics from ``obs`` (the first data this policy trains on)."""
+        if isinstance(self.net[0], Standardize):
+            self.net[0].fit(obs)
 
     @property
     def continuous(self) -> bool:

@@ -419,3 +419,45 @@ def test_cli_runs_the_one_shot_recipe_on_pendulum(cli, tmp_path):
     assert e.returncode == 0, e.stderr
     bad = cli("checkpoint=run/policy.pt", "env.id=CartPole-v1", entry="rl_lab.eval")
     assert bad.returncode == 2 and "env.id='CartPole-v1'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# --- policy.obs_norm --------------------------------------------------------------------------------------------
+
+
+def test_standardize_layer_and_checkpoint(tmp_path):
+    from rl_lab.policy import Standardize
+
+    obs = np.array([[0.0, -0.07, 5.0], [1.0, 0.07, 5.0]], np.float32)
+    policy = MLPPolicy(3, 2, [8], obs_norm=True)
+    policy.fit_obs_norm(obs)
+    layer = policy.net[0]
+    assert isinstance(layer, Standardize)
+    np.testing.assert_allclose(layer.mean.numpy(), [0.5, 0.0, 5.0], atol=1e-7)
+    np.testing.assert_allclose(layer.std.numpy(), [0.5, 0.07, 1.0], rtol=1e-6)  # a constant feature keeps 1
+    np.testing.assert_allclose(layer(torch.from_numpy(obs)).numpy(), [[-1, -1, 0], [1, 1, 0]], atol=1e-5)
+    assert not supports(policy)  # trained by plain autograd
+    loaded, _ = load_policy(save_policy(policy, tmp_path / "p.pt", "X"))
+    assert torch.equal(loaded.net[0].std, layer.std) and loaded.kwargs["obs_norm"]
+    np.testing.assert_array_equal(act_fn(loaded)(obs), policy.eval()(torch.from_numpy(obs)).argmax(1).numpy())
+
+
+def test_obs_norm_takes_round_0s_statistics_and_resumes_bit_identically(tmp_path, monkeypatch):
+    from conftest import stop_after_epoch
+
+    from rl_lab.data import load_dataset
+    from rl_lab.pipeline import StopFlag, run
+
+    cfg = toybox_config(rounds=2)
+    cfg.policy.obs_norm = True
+    full = run(cfg, tmp_path / "a")
+    ds = load_dataset(tmp_path / "a" / "round_0" / "dataset.npz")
+    final, _ = load_policy(tmp_path / "a" / "policy.pt")
+    np.testing.assert_allclose(final.net[0].mean.numpy(), ds.obs.mean(axis=0), rtol=1e-5, atol=1e-6)  # warm start
+    flag = StopFlag()
+    stop_after_epoch(monkeypatch, flag)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "b", stop=flag)
+    monkeypatch.undo()
+    cfg.resume = str(tmp_path / "b")
+    resumed = run(cfg, tmp_path / "b")
+    assert [r["weights_sha256"] for r in full["rounds"]] == [r["weights_sha256"] for r in resumed["rounds"]]
