@@ -44,6 +44,7 @@ import numpy as np
 from gymnasium.vector import VectorEnv
 
 from rl_lab.actions import ActionSpec
+from rl_lab.config import RANKINGS
 from rl_lab.data import Dataset
 from rl_lab.envs import action_spec
 from rl_lab.errors import ConfigError
@@ -384,9 +385,6 @@ def start_advantage(first_obs: np.ndarray, returns: np.ndarray, neighbours: int)
         near = np.argpartition(d, k - 1, axis=1)[:, :k]
         baseline[a:b] = returns[near].mean(axis=1)
     return returns - baseline
-
-
-RANKINGS = ("return", "advantage")
 
 
 def _select(

@@ -483,7 +483,7 @@ def evaluate_policy(
         rest,
         info.id,
         info.n_actions,
-        action=info.action if info.continuous else None,
+        action=info.action,
         reward_threshold=info.reward_threshold,
         seconds=time.perf_counter() - t0,
     )

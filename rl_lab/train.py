@@ -278,7 +278,8 @@ def _fit(
                 loss.backward()
                 optimizer.step()
                 losses.append(loss.detach())
-                outputs.append(logits.detach())
+                if not continuous:  # for the accuracy
+                    outputs.append(logits.detach())
                 advance(1)
             with torch.no_grad():
                 sizes = torch.full((n_batches,), float(bs), device=device)

@@ -160,3 +160,23 @@ def _one_torch_thread():
 
     torch.set_num_threads(1)
     yield
+
+
+def agree(a: np.ndarray, b: np.ndarray, sigmas: float = 5.0) -> bool:
+    """Means within ``sigmas`` standard errors of their difference."""
+    se = np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
+    return bool(abs(a.mean() - b.mean()) <= sigmas * se + 1e-9)
+
+
+def rl_lab_random(env_id: str, backend: str, episodes: int, num_envs: int, seed: int):
+    """Every uniformly random episode rl_lab collects of ``env_id`` on ``backend`` (all kept), at the env's limit."""
+    from rl_lab.collect import collect
+    from rl_lab.envs import make_vec_env
+
+    limit = gym.spec(env_id).max_episode_steps
+    venv = make_vec_env(env_id, num_envs, limit, backend=backend, num_threads=2)
+    try:
+        ds, _ = collect(venv, np.random.default_rng(seed), episodes, max_steps=limit, seed=seed, top_fraction=1.0)
+    finally:
+        venv.close()
+    return ds

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import rl_lab_toy_env  # noqa: F401  (registers ToyBox-v0)
 import torch
+from conftest import agree, rl_lab_random
 from gymnasium import spaces
 
 from rl_lab.actions import ActionSpec, BoxStats, format_box_stats
@@ -188,19 +189,9 @@ def test_fast_step_equals_autograd_for_the_box_head(dropout):
 # --- the data, against gymnasium's own env ----------------------------------------------------------------
 
 
-def box_random(env_id, backend, episodes, num_envs, seed):
-    limit = gym.spec(env_id).max_episode_steps
-    venv = make_vec_env(env_id, num_envs, limit, backend=backend, num_threads=2)
-    try:
-        ds, _ = collect(venv, np.random.default_rng(seed), episodes, max_steps=limit, seed=seed, top_fraction=1.0)
-    finally:
-        venv.close()
-    return ds
-
-
 def test_pendulum_gymnasium_backend_is_gymnasium_bit_for_bit():
     """One sub-env: the float32 actions stored are the ones that, replayed in gymnasium.make, give the data."""
-    ds = box_random("Pendulum-v1", "gymnasium", 3, num_envs=1, seed=3)
+    ds = rl_lab_random("Pendulum-v1", "gymnasium", 3, num_envs=1, seed=3)
     assert ds.actions.dtype == np.float32 and ds.actions.shape == (600, 1)
     assert ds.actions.min() >= -2.0 and ds.actions.max() <= 2.0
     env = gym.make("Pendulum-v1")
@@ -241,19 +232,14 @@ def box_reference(env_id, episodes, seed):
     return np.array(returns), np.array(lengths, dtype=np.float64)
 
 
-def agree(a, b, sigmas=5.0):
-    se = np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
-    return bool(abs(a.mean() - b.mean()) <= sigmas * se + 1e-9)
-
-
 @pytest.mark.skipif(not HAS_ENVPOOL, reason="envpool not installed")
 @pytest.mark.parametrize("env_id", list(BOX_ENVS))
 def test_box_envs_on_envpool_match_gymnasium_in_distribution_and_are_deterministic(env_id):
     episodes = BOX_ENVS[env_id]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        a = box_random(env_id, "envpool", episodes, num_envs=32, seed=5)
-        b = box_random(env_id, "envpool", episodes, num_envs=32, seed=5)
+        a = rl_lab_random(env_id, "envpool", episodes, num_envs=32, seed=5)
+        b = rl_lab_random(env_id, "envpool", episodes, num_envs=32, seed=5)
     assert a.content_hash() == b.content_hash()
     ref_returns, ref_lengths = box_reference(env_id, episodes, seed=11)
     assert agree(a.episode_returns, ref_returns), (a.episode_returns.mean(), ref_returns.mean())
@@ -263,7 +249,7 @@ def test_box_envs_on_envpool_match_gymnasium_in_distribution_and_are_determinist
 
 @pytest.mark.parametrize("env_id", ["MountainCarContinuous-v0", "LunarLanderContinuous-v3"])
 def test_box_envs_gymnasium_backend_is_gymnasium_bit_for_bit(env_id):
-    ds = box_random(env_id, "gymnasium", 2, num_envs=1, seed=3)
+    ds = rl_lab_random(env_id, "gymnasium", 2, num_envs=1, seed=3)
     env = gym.make(env_id)
     obs, _ = env.reset(seed=3)
     row = 0
@@ -461,3 +447,22 @@ def test_obs_norm_takes_round_0s_statistics_and_resumes_bit_identically(tmp_path
     cfg.resume = str(tmp_path / "b")
     resumed = run(cfg, tmp_path / "b")
     assert [r["weights_sha256"] for r in full["rounds"]] == [r["weights_sha256"] for r in resumed["rounds"]]
+
+
+def test_noise_decays_per_round_and_a_sampling_evaluation_uses_noise_std(tmp_path, monkeypatch):
+    """Round k >= 1 collects with noise_std * noise_decay^(k-1); evaluator.greedy=false adds collector.noise_std."""
+    import rl_lab.pipeline as pipeline
+
+    calls = []
+    real = pipeline.act_fn
+
+    def spy(policy, greedy=True, temperature=1.0, rng=None, device="cpu", noise_std=0.0):
+        calls.append((greedy, noise_std))
+        return real(policy, greedy=greedy, temperature=temperature, rng=rng, device=device, noise_std=noise_std)
+
+    monkeypatch.setattr(pipeline, "act_fn", spy)
+    cfg = toybox_config(rounds=3, noise_std=0.4, noise_decay=0.5)
+    cfg.evaluator.greedy = False
+    pipeline.run(cfg, tmp_path)
+    # round 0: its evaluation; rounds 1 and 2: the behaviour (0.4, then 0.4 * 0.5), then the evaluation
+    assert calls == [(False, 0.4), (False, 0.4), (False, 0.4), (False, 0.2), (False, 0.4)]

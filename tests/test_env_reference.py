@@ -18,6 +18,7 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import agree, rl_lab_random
 
 from rl_lab.collect import collect
 from rl_lab.envs import envpool_ids, make_vec_env, resolve_backend
@@ -56,12 +57,6 @@ def plain_loop(env_id: str, episodes: int, seed: int, action_dtype=np.int64) -> 
     return np.array(returns), np.array(lengths, dtype=np.float64)
 
 
-def agree(a: np.ndarray, b: np.ndarray, sigmas: float = 5.0) -> bool:
-    """Means within ``sigmas`` standard errors of their difference."""
-    se = np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
-    return bool(abs(a.mean() - b.mean()) <= sigmas * se + 1e-9)
-
-
 _reference: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
 
@@ -69,16 +64,6 @@ def reference(env_id: str) -> tuple[np.ndarray, np.ndarray]:
     if env_id not in _reference:
         _reference[env_id] = plain_loop(env_id, EPISODES[env_id], seed=12345)
     return _reference[env_id]
-
-
-def rl_lab_random(env_id: str, backend: str, episodes: int, num_envs: int, seed: int):
-    limit = gym.spec(env_id).max_episode_steps
-    venv = make_vec_env(env_id, num_envs, limit, backend=backend, num_threads=2)
-    try:
-        ds, _ = collect(venv, np.random.default_rng(seed), episodes, max_steps=limit, seed=seed, top_fraction=1.0)
-    finally:
-        venv.close()
-    return ds
 
 
 @pytest.mark.parametrize("env_id,backend", CASES)
