@@ -29,16 +29,22 @@ def compose(overrides: list[str] | None = None) -> Config:
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from rl_lab.app import CONFIG_DIR, to_config
+    from rl_lab.app import CONFIG_DIR, config_error_message, override_key_error, to_config
 
+    overrides = list(overrides or [])
     try:
+        # The CLI's checks and wording: an unknown key ('+' or not) first, then Hydra's own errors.
+        message = override_key_error(OverridesParser.create().parse_overrides(overrides), [CONFIG_DIR])
+        if message is not None:
+            raise ConfigError(message)
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name="rl_lab"):
-            cfg = hydra_compose("config", overrides=list(overrides or []))
+            cfg = hydra_compose("config", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(f"{' '.join(overrides or [])}: {e}") from None
+        raise ConfigError(config_error_message(e) or f"{' '.join(overrides)}: {e}") from None
     return to_config(cfg)
 
 

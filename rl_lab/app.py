@@ -420,6 +420,18 @@ def _parse_cli(argv: list[str]) -> tuple[Any, list[Any]] | None:
         return None
 
 
+def override_key_error(overrides: list[Any], config_dirs: list[str]) -> str | None:
+    """One paragraph for the first parsed override whose key the schema does not have ('+' or not); else None."""
+    groups = _config_groups(config_dirs)
+    for o in overrides:
+        key = o.key_or_group
+        if o.package is not None or "/" in key or key.split(".")[0] == "hydra" or key in groups:
+            continue
+        if _unknown_part(key) is not None:
+            return f"{o.input_line}: {unknown_key_message(key, appended=o.is_add() or o.is_force_add())}"
+    return None
+
+
 def _check_override_keys(prog: str, argv: list[str]) -> None:
     """Exit 2 with one paragraph for an override of a key the schema does not have, '+' or not."""
     parsed = _parse_cli(argv)
@@ -428,13 +440,9 @@ def _check_override_keys(prog: str, argv: list[str]) -> None:
     args, overrides = parsed
     if args.help or args.hydra_help:
         return
-    groups = _config_groups([CONFIG_DIR, *([args.config_dir] if args.config_dir else [])])
-    for o in overrides:
-        key = o.key_or_group
-        if o.package is not None or "/" in key or key.split(".")[0] == "hydra" or key in groups:
-            continue
-        if _unknown_part(key) is not None:
-            _config_exit(prog, f"{o.input_line}: {unknown_key_message(key, appended=o.is_add() or o.is_force_add())}")
+    message = override_key_error(overrides, [CONFIG_DIR, *([args.config_dir] if args.config_dir else [])])
+    if message is not None:
+        _config_exit(prog, message)
 
 
 def _config_exit(prog: str, message: str) -> typing.NoReturn:
@@ -484,7 +492,7 @@ def _missing_option_message(e: Any) -> str | None:
     return text
 
 
-def _config_error_message(e: BaseException) -> str | None:
+def config_error_message(e: BaseException) -> str | None:
     """One paragraph for a config error Hydra or OmegaConf raised; None for anything else (a bug)."""
     from hydra.errors import (
         ConfigCompositionException,
@@ -556,7 +564,7 @@ def _run_cli(prog: str, task: Callable[[], Any]) -> None:
     except Exception as e:
         if user == "1":
             raise
-        message = _config_error_message(e)
+        message = config_error_message(e)
         if message is None:
             traceback.print_exc()
             sys.exit(1)

@@ -17,7 +17,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import rl_lab
 from rl_lab.data import load_dataset
+from rl_lab.errors import ConfigError
 from rl_lab.policy import load_policy
 
 SMALL = ["debug=fast", "collector.episodes=300", "evaluator.episodes=6"]
@@ -228,6 +230,26 @@ def test_config_errors_hydra_finds_exit_2_in_one_paragraph(cli, tmp_path, overri
         assert needle in line, line
     assert "base_" not in line  # the schemas are no options to pick
     assert not (tmp_path / "outputs").exists() and not list(tmp_path.glob("multirun/**/.hydra"))  # no job ran
+
+
+@pytest.mark.parametrize(
+    "overrides,needles",
+    [
+        (["trainer.epochs=abc"], ["trainer.epochs=abc", "could not be converted to Integer", "trainer.epochs=5"]),
+        (["trainer.epoch=3"], ["trainer.epoch is not a key", "Did you mean trainer.epochs?"]),
+        (["+trainer.epoch=3"], ["trainer.epoch is not a key", "A leading '+'"]),
+        (["env=mountaincarx"], ["env=mountaincarx", "env.id=MountainCar-v0"]),
+        (["policy=smal"], ["Did you mean policy=small?"]),
+    ],
+)
+def test_the_python_api_words_config_errors_as_the_cli_does(overrides, needles):
+    """rl_lab.compose raises ConfigError with the CLI's paragraph, not Hydra's raw exception text."""
+    with pytest.raises(ConfigError) as info:
+        rl_lab.compose(overrides)
+    message = str(info.value)
+    for needle in needles:
+        assert needle in message, message
+    assert "\n" not in message and "full_key" not in message and "object_type" not in message
 
 
 def test_hydra_full_error_still_shows_the_traceback(tmp_path):

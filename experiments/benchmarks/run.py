@@ -36,9 +36,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from seed_script import initial_population, neural_network_model  # the baselines, written once
+from seed_script import initial_population, neural_network_model, play, train_model  # the baselines, written once
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from rl_lab.app import setup_job
 from rl_lab.collect import collect
@@ -47,6 +46,7 @@ from rl_lab.envs import make_vec_env
 from rl_lab.evaluate import evaluate
 from rl_lab.policy import MLPPolicy, act_fn
 from rl_lab.train import fit, split
+from rl_lab.utils import atomic_write
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -218,6 +218,39 @@ def torch_probe(calls: int = 500) -> dict[str, float]:
     finally:
         torch.set_num_threads(threads)
     return out
+
+
+def gemm_peak(n: int = 512, calls: int = 30) -> float:
+    """This machine's fp32 GEMM rate in GFLOP/s at the current torch threads: the best of ``calls`` n x n matmuls."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(5):
+        torch.mm(a, b)
+    best = math.inf
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def mlp_forward_flops(sizes: list[int]) -> int:
+    """Multiply-adds x 2 of one sample through Linear layers of the given widths (activations and biases ignored)."""
+    return sum(2 * a * b for a, b in zip(sizes, sizes[1:], strict=False))
+
+
+def peak_row(stage: str, flops: float, rl_t: dict[str, Any], peak: float) -> Row:
+    """rl_lab's arithmetic rate against the machine's own limit (GEMM peak at the same threads)."""
+    rate = flops / rl_t["median"] / 1e9
+    best = flops / rl_t["min"] / 1e9
+    return row(
+        stage,
+        f"{rate:.1f} GFLOP/s ({flops / 1e9:.1f} GFLOP in {rl_t['median']:.3g} s)",
+        f"GEMM peak {peak:.1f} GFLOP/s",
+        rate / peak,
+        f"{rate / peak:.0%} of peak (best-of {best / peak:.0%})",
+        "—",
+        None,
+    ) | {"ratio_best": best / peak}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -415,26 +448,13 @@ def pd_actions(obs: np.ndarray) -> np.ndarray:
 
 
 def one_env_eval(policy: nn.Module, episodes: int, seed: int) -> dict[str, Any]:
-    """One ``gym.make`` env, one forward per step on a batch of 1 (no_grad, eval mode, argmax)."""
+    """``seed_script.play``: one ``gym.make`` env, one forward per step on a batch of 1 (no_grad, eval mode, argmax)."""
     t0 = time.perf_counter()
     env = gym.make(ENV_ID)
-    policy.eval()
-    scores = []
-    steps = 0
-    with torch.no_grad():
-        for ep in range(episodes):
-            obs, _ = env.reset(seed=seed if ep == 0 else None)
-            score, done = 0.0, False
-            while not done:
-                action = int(policy(torch.from_numpy(obs).reshape(1, -1)).argmax(1).item())
-                obs, reward, terminated, truncated, _ = env.step(action)
-                score += float(reward)
-                steps += 1
-                done = terminated or truncated
-            scores.append(score)
+    with contextlib.redirect_stdout(io.StringIO()):
+        res = play(env, policy, games=episodes, seed=seed)
     env.close()
-    seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "steps": steps, "score_mean": float(np.mean(scores)), "score_min": float(min(scores))}
+    return {"seconds": time.perf_counter() - t0, **res}
 
 
 def batched_eval(policy: MLPPolicy, episodes: int, seed: int) -> dict[str, Any]:
@@ -473,7 +493,7 @@ def surviving_policy(seed: int, eval_seed: int, episodes: int, max_epochs: int =
     for epoch in range(first - 1, max_epochs):
         cfg = TrainerConfig(epochs=first if epoch == first - 1 else 1, batch_size=512, lr=3e-3, progress=False)
         res = fit(policy, ds.obs, labels, cfg, seed=seed + epoch)
-        info.update(epochs=epoch + 1, val_accuracy=res.final.get("val/accuracy"))
+        info.update(epochs=epoch + 1, val_accuracy=res.final["val/accuracy"])
         b = batched_eval(policy, episodes, eval_seed)
         if b["score_min"] < 500:
             continue
@@ -514,7 +534,11 @@ def bench_evaluation(reps: int, episodes: int = 100, seed: int = 7) -> tuple[lis
             20,
         )
     ]
-    return rows, {"reps": reps, "policy": info, "runs": runs, "verification": msg}
+    steps = runs["rl_lab_batched"][0]["steps"]
+    flops = steps * mlp_forward_flops([4, *HIDDEN, 2])
+    peak = gemm_peak()
+    rows.append(peak_row("evaluate: rl_lab's forward passes vs this machine's fp32 GEMM peak", flops, rl_t, peak))
+    return rows, {"reps": reps, "policy": info, "runs": runs, "verification": msg, "gemm_peak_gflops": peak}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -541,35 +565,18 @@ def plain_mlp(seed: int) -> nn.Module:
 def plain_train(
     obs: np.ndarray, actions: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, seed: int, epochs: int = 5
 ) -> dict[str, Any]:
-    """A plain PyTorch loop: DataLoader(TensorDataset), Adam with defaults, CrossEntropyLoss, per-epoch validation.
+    """``seed_script.train_model``: DataLoader(TensorDataset), Adam, CrossEntropyLoss, per-epoch validation.
 
     The model is the recipe's MLP written the plain way, ``nn.Sequential`` of ``nn.Linear``, ``nn.ReLU``
     and ``nn.Dropout(0.2)``, starting from the same initial weights as rl_lab's for this seed.
     """
     model = plain_mlp(seed)
     t0 = time.perf_counter()
-    x, y = torch.from_numpy(obs[train_idx]), torch.from_numpy(actions[train_idx])
-    xv, yv = torch.from_numpy(obs[val_idx]), torch.from_numpy(actions[val_idx])
-    loader = DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True)
-    optimizer = torch.optim.Adam(model.parameters(), lr=2.33e-4)
-    loss_fn = nn.CrossEntropyLoss()
-    val_acc = float("nan")
-    for _ in range(epochs):
-        model.train()
-        total, correct = 0.0, 0
-        for xb, yb in loader:
-            optimizer.zero_grad()
-            logits = model(xb)
-            loss = loss_fn(logits, yb)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(yb)
-            correct += (logits.argmax(1) == yb).sum().item()
-        model.eval()
-        with torch.no_grad():
-            val_acc = (model(xv).argmax(1) == yv).float().mean().item()
+    _, figures = train_model(
+        obs[train_idx], actions[train_idx], model, epochs, validation=(obs[val_idx], actions[val_idx]), verbose=False
+    )
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "val_accuracy": val_acc, "train_loss": total / len(train_idx)}
+    return {"seconds": seconds, "val_accuracy": figures["val_accuracy"], "train_loss": figures["train_loss"]}
 
 
 def rl_lab_train(obs: np.ndarray, actions: np.ndarray, seed: int) -> dict[str, Any]:
@@ -618,7 +625,19 @@ def bench_training(reps: int) -> tuple[list[Row], dict[str, Any]]:
             abs(diff) <= noise,
         ),
     ]
-    return rows, {"reps": reps, "samples": n, "torch_threads": threads, "runs": runs, "noise": noise}
+    # Forward and backward cost about 3 forwards (the backward computes two products per Linear).
+    trained = len(split(n, cfg.val_fraction, 0)[0])
+    flops = 3 * cfg.epochs * trained * mlp_forward_flops([4, *HIDDEN, 2])
+    peak = gemm_peak()
+    rows.append(peak_row("train: fit()'s arithmetic vs this machine's fp32 GEMM peak", flops, rl_t, peak))
+    return rows, {
+        "reps": reps,
+        "samples": n,
+        "torch_threads": threads,
+        "runs": runs,
+        "noise": noise,
+        "gemm_peak_gflops": peak,
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -643,7 +662,7 @@ def run_rl_lab_cli(rep: int) -> dict[str, Any]:
         "collect_s": metrics["collect"]["seconds"],
         "train_s": metrics["train"]["seconds"],
         "eval_s": metrics["eval"]["seconds"],
-        "total_s_in_process": metrics.get("total_seconds"),
+        "total_s_in_process": metrics["total_seconds"],
     }
 
 
@@ -741,19 +760,8 @@ def markdown(rows: list[Row], info: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def _jsonable(x: Any) -> Any:
@@ -779,7 +787,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default results/)")
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch threads (default: what rl_lab.app._setup_job sets)"
+        "--threads", type=int, default=None, help="torch threads (default: what rl_lab.app.setup_job sets)"
     )
     args = parser.parse_args(argv)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
@@ -791,7 +799,7 @@ def main(argv: list[str] | None = None) -> int:
     if reps < 1 or e2e_reps < 1:
         parser.error("--reps and --e2e-reps must be >= 1")
 
-    # Torch threads exactly as the app sets them: its own _setup_job on the default config.
+    # Torch threads exactly as the app sets them: its own setup_job on the default config.
     if args.threads:
         torch.set_num_threads(args.threads)
     else:
@@ -807,7 +815,7 @@ def main(argv: list[str] | None = None) -> int:
         "e2e_reps": e2e_reps,
         "quick": args.quick,
         "stages": stages,
-        "threads_source": "--threads" if args.threads else "set by rl_lab.app._setup_job(Config()), as rl-lab does",
+        "threads_source": "--threads" if args.threads else "set by rl_lab.app.setup_job(Config()), as rl-lab does",
         "probe_start": torch_probe(),
     }
     log(f"machine: {info['machine']['cpu']}, {info['machine']['cores']} cores, load {info['loadavg_start']}")
@@ -858,8 +866,8 @@ def main(argv: list[str] | None = None) -> int:
     md = markdown(rows, info)
     full = set(stages) == set(STAGES)
     stem = "results" if full else "results_partial"
-    write_atomic(args.out / f"{stem}.json", json.dumps(_jsonable({**info, "rows": rows, "details": details}), indent=2))
-    write_atomic(args.out / f"{stem}.md", md)
+    write_text(args.out / f"{stem}.json", json.dumps(_jsonable({**info, "rows": rows, "details": details}), indent=2))
+    write_text(args.out / f"{stem}.md", md)
     print(md)
     log(f"wrote {args.out / (stem + '.json')} and {args.out / (stem + '.md')}")
     return 0

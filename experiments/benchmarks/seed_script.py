@@ -87,13 +87,27 @@ def neural_network_model(input_size: int) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-def train_model(x: np.ndarray, y: np.ndarray) -> nn.Module:
-    model = neural_network_model(input_size=x.shape[1])
-    targets = torch.from_numpy(y.argmax(axis=1)).long()  # one-hot -> class index
+def train_model(
+    x: np.ndarray,
+    y: np.ndarray,
+    model: nn.Module | None = None,
+    epochs: int = 5,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    verbose: bool = True,
+) -> tuple[nn.Module, dict[str, float]]:
+    """Train with a plain ``DataLoader``, Adam and cross-entropy; ``y`` is one-hot (the blog's) or class indices.
+
+    ``model`` defaults to a fresh ``neural_network_model``; with ``validation=(x_val, y_val)`` (class
+    indices) the accuracy on it is measured after every epoch. Returns the model and the last epoch's
+    figures (``train_loss``, ``train_accuracy``, ``val_accuracy`` when validated).
+    """
+    model = neural_network_model(input_size=x.shape[1]) if model is None else model
+    targets = torch.from_numpy(y.argmax(axis=1) if y.ndim == 2 else y).long()  # one-hot -> class index
     loader = DataLoader(TensorDataset(torch.from_numpy(x), targets), batch_size=64, shuffle=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
     loss_fn = nn.CrossEntropyLoss()
-    for epoch in range(5):
+    figures: dict[str, float] = {}
+    for epoch in range(epochs):
         model.train()
         total, correct, n = 0.0, 0, 0
         for xb, yb in loader:
@@ -105,19 +119,31 @@ def train_model(x: np.ndarray, y: np.ndarray) -> nn.Module:
             total += loss.item() * len(yb)
             correct += (logits.argmax(1) == yb).sum().item()
             n += len(yb)
-        print(f"epoch {epoch + 1}: loss {total / n:.4f}  acc {correct / n:.3f}")
-    return model
+        figures = {"train_loss": total / n, "train_accuracy": correct / n}
+        if validation is not None:
+            model.eval()
+            with torch.no_grad():
+                xv, yv = torch.from_numpy(validation[0]), torch.from_numpy(validation[1])
+                figures["val_accuracy"] = (model(xv).argmax(1) == yv).float().mean().item()
+        if verbose:
+            print(f"epoch {epoch + 1}: loss {total / n:.4f}  acc {correct / n:.3f}")
+    return model, figures
 
 
-def play(env: gym.Env, model: nn.Module, games: int = 10) -> None:
+def play(env: gym.Env, model: nn.Module, games: int = 10, seed: int | None = None) -> dict[str, float]:
+    """Greedy games in one env, one forward per step on a batch of 1; prints the score and the balance.
+
+    ``seed`` seeds the first reset (None: the env continues its own stream). Returns the mean and the
+    lowest score and the steps played.
+    """
     model.eval()
     scores = []
     choices = []
     with torch.no_grad():
-        for _ in range(games):
+        for game in range(games):
             score = 0.0
             game_memory = []
-            observation, _ = env.reset()
+            observation, _ = env.reset(seed=seed if game == 0 else None)
             for _ in range(GOAL_STEPS):
                 action = int(model(torch.from_numpy(observation).reshape(1, -1)).argmax(1).item())
                 choices.append(action)
@@ -131,6 +157,7 @@ def play(env: gym.Env, model: nn.Module, games: int = 10) -> None:
     print("Average Score:", sum(scores) / len(scores))
     share0, share1 = choices.count(0) / len(choices), choices.count(1) / len(choices)
     print(f"choice 0: {100 * share0:.1f}%  choice 1: {100 * share1:.1f}%")
+    return {"score_mean": sum(scores) / len(scores), "score_min": min(scores), "steps": len(choices)}
 
 
 def main() -> None:
@@ -142,7 +169,7 @@ def main() -> None:
     env = gym.make("CartPole-v1")
     x, y, _ = initial_population(env, args.seed)
     print(f"training samples: {len(x)}  torch threads: {torch.get_num_threads()}")
-    model = train_model(x, y)
+    model, _ = train_model(x, y)
     play(env, model)
     env.close()
 
