@@ -57,6 +57,24 @@ def test_not_reached_counts_as_inf():
 
 
 def test_every_env_has_zoo_hyperparameters():
-    for env in ladder.ENVS.values():
-        for algo in ("ppo", "dqn"):
+    for name, env in ladder.ENVS.items():
+        algos = ("sac",) if name == "pendulum" else ("ppo", "dqn")
+        for algo in algos:
             assert ladder.ZOO[algo][env.env_id]["n_timesteps"] > 0
+        assert [r for r in ladder.rungs_for(env) if r in ladder.SB3_RUNGS] == list(algos)
+
+
+def test_pendulum_races_cem_against_sac_at_minus_200():
+    env = ladder.ENVS["pendulum"]
+    assert ladder.rungs_for(env) == ["random", "cem", "sac"]
+    assert ladder.env_threshold(env) == -200.0  # Pendulum-v1's spec has no reward_threshold
+    assert ladder.env_threshold(ladder.ENVS["cartpole"]) == 475.0  # the spec's, where there is one
+
+
+def test_a_rung_the_env_lacks_is_refused(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "argv", ["run.py", "--env", "pendulum", "--rungs", "ppo", "--out", str(tmp_path / "r")])
+    with pytest.raises(SystemExit) as e:
+        ladder.main()
+    assert e.value.code == 2
+    assert "--env pendulum has no rung ppo" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
