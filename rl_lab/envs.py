@@ -151,7 +151,10 @@ def _missing_dependency(env_id: str, e: Exception) -> ConfigError:
             "a prebuilt wheel, no swig or compiler needed, whatever gymnasium's own hint says)."
         )
     elif "mujoco" in text.lower():
-        fix = "It needs MuJoCo: pip install mujoco."
+        fix = (
+            "It needs MuJoCo: install rl_lab's mujoco extra, pip install -e '.[mujoco]' (or pip install mujoco; "
+            "gymnasium's own hint, gymnasium[mujoco], also pulls imageio)."
+        )
     else:
         fix = "Install the package it names."
     return ConfigError(f"env.id={env_id!r} needs a package that is not installed ({text}). {fix}")

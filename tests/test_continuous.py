@@ -209,7 +209,7 @@ def test_pendulum_gymnasium_backend_is_gymnasium_bit_for_bit():
     env.close()
 
 
-BOX_ENVS = {"Pendulum-v1": 200, "MountainCarContinuous-v0": 40, "LunarLanderContinuous-v3": 200}
+BOX_ENVS = {"Pendulum-v1": 200, "MountainCarContinuous-v0": 40, "LunarLanderContinuous-v3": 200, "Hopper-v5": 300}
 
 
 def box_reference(env_id, episodes, seed):
@@ -247,7 +247,7 @@ def test_box_envs_on_envpool_match_gymnasium_in_distribution_and_are_determinist
     assert a.samples == int(a.episode_lengths.sum())
 
 
-@pytest.mark.parametrize("env_id", ["MountainCarContinuous-v0", "LunarLanderContinuous-v3"])
+@pytest.mark.parametrize("env_id", ["MountainCarContinuous-v0", "LunarLanderContinuous-v3", "Hopper-v5"])
 def test_box_envs_gymnasium_backend_is_gymnasium_bit_for_bit(env_id):
     ds = rl_lab_random(env_id, "gymnasium", 2, num_envs=1, seed=3)
     env = gym.make(env_id)

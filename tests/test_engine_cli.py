@@ -56,6 +56,13 @@ def test_without_box2d_lunarlander_names_the_extra(cli):
 
 
 @pytest.mark.slow
+def test_without_mujoco_hopper_names_the_extra(cli):
+    r = cli("env.id=Hopper-v5", env=WITHOUT)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "pip install -e '.[mujoco]'" in r.stderr and "env.id='Hopper-v5'" in r.stderr
+
+
+@pytest.mark.slow
 def test_without_envpool_backend_envpool_names_the_extra_and_auto_falls_back(cli, tmp_path):
     r = cli("env.id=Acrobot-v1", "env.backend=envpool", env=WITHOUT)
     assert r.returncode == 2 and "Traceback" not in r.stderr

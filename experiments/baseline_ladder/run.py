@@ -1,13 +1,14 @@
-"""Baseline ladder, per env: random -> one-shot recipe -> %BC -> CEM (rl_lab) against SB3 PPO (and DQN).
+"""Baseline ladder, per env: random -> one-shot recipe -> %BC -> CEM (rl_lab) against SB3 PPO, DQN (SAC on Pendulum).
 
     python experiments/baseline_ladder/run.py --env cartpole                      # every rung but DQN, seeds 0 1 2
     python experiments/baseline_ladder/run.py --env acrobot --rungs cem ppo --seeds 0 1 2 3 4
     python experiments/baseline_ladder/run.py --env lunarlander --rungs cem ppo --max-minutes 20
+    python experiments/baseline_ladder/run.py --env pendulum --seeds 0 1 2 3 4 --max-minutes 8   # random, CEM, SAC
     python experiments/baseline_ladder/run.py --env acrobot --report-only         # rebuild results.md, ladder.png
 
 The headline is a race: TIME TO THRESHOLD, the wall seconds from the start of training to the first
 greedy 100-episode evaluation whose mean reaches the env spec's ``reward_threshold`` (CartPole-v1 475,
-Acrobot-v1 -100, LunarLander-v3 200), evaluation time included on both sides.
+Acrobot-v1 -100, LunarLander-v3 200; Pendulum-v1, which has none, -200), evaluation time included on both sides.
 
 - rl_lab rungs run the real CLI in a subprocess (``rl-lab experiment=... stop_score=<threshold> seed=S
   threads=1 hydra.run.dir=...``) and read its metrics.json: ``solve_seconds`` (from the start of round 0),
