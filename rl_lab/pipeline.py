@@ -613,8 +613,8 @@ def format_round(r: RoundResult, rounds: int) -> str:
     head = f"round {r.round}\n" if rounds > 1 else ""
     val = t.val_accuracy
     epochs = f"{t.epochs} epoch{'' if t.epochs == 1 else 's'}"
-    if val is None and t.val_loss is not None and e.action_balance is None:  # Box actions: a regression
-        quality = f"val mse {t.val_loss:.4f}"
+    if e.action_balance is None:  # Box actions: a regression, scored by its validation MSE
+        quality = f"val mse {'n/a' if t.val_loss is None else f'{t.val_loss:.4f}'}"
     else:
         quality = f"val accuracy {'n/a' if val is None else f'{val:.3f}'}"
     lowest = "n/a" if c.threshold is None else f"{c.threshold:g}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import gymnasium as gym
@@ -347,6 +348,16 @@ def test_rounds_move_the_box_policy_to_the_best_action(tmp_path):
     kept = rounds[-1]["collect"]
     assert len(kept["action_mean"]) == 2 and "action_balance" not in kept
     assert metrics["train"]["train_accuracy"] is None and metrics["train"]["val_loss"] is not None
+
+
+def test_box_console_names_the_mse_even_without_a_validation_split(tmp_path, caplog):
+    from rl_lab.pipeline import run
+
+    cfg = toybox_config(rounds=1, episodes=100)
+    cfg.trainer.val_fraction, cfg.trainer.epochs = 0.0, 1
+    with caplog.at_level(logging.INFO, logger="rl_lab.pipeline"):
+        run(cfg, tmp_path)
+    assert "val mse n/a" in caplog.text and "accuracy" not in caplog.text
 
 
 def test_box_run_is_deterministic_and_resumes_bit_identically(tmp_path, monkeypatch):
