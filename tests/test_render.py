@@ -402,7 +402,8 @@ def test_add_gif_summary_subsamples(tmp_path):
 # --- a real window under Xvfb -------------------------------------------------------------------
 
 _CHILD = """
-import sys
+import faulthandler, signal, sys
+faulthandler.register(signal.SIGUSR1)  # _finish asks for the stacks of a child that hangs
 import numpy as np
 from rl_lab.render import play_episodes
 
@@ -492,6 +493,8 @@ def _finish(child: subprocess.Popen, timeout: float) -> str:
     try:
         out, err = child.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        child.send_signal(signal.SIGUSR1)  # faulthandler writes every thread's stack to stderr
+        time.sleep(1.0)
         child.kill()
         out, err = child.communicate()
         pytest.fail(f"child did not finish in {timeout}s: {out} {err}")
