@@ -404,6 +404,9 @@ def test_add_gif_summary_subsamples(tmp_path):
 _CHILD = """
 import faulthandler, signal, sys
 faulthandler.register(signal.SIGUSR1)  # _finish asks for the stacks of a child that hangs
+# Ctrl-C as in a terminal: a test run started as a background job (cmd &) hands its children SIGINT ignored,
+# and then Python never raises KeyboardInterrupt
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import numpy as np
 from rl_lab.render import play_episodes
 
