@@ -263,8 +263,12 @@ def _box_act_fn(
     return act
 
 
-def random_act_fn(n_actions: int, rng: np.random.Generator) -> ActFn:
-    """The uniform random behaviour of the original recipe."""
+def random_act_fn(action: int | ActionSpec, rng: np.random.Generator) -> ActFn:
+    """The uniform random behaviour of the original recipe: ``action`` is the number of discrete actions or an
+    :class:`ActionSpec` (a Box one draws uniformly in its bounds, as the collector's round 0 does)."""
+    if isinstance(action, ActionSpec) and action.continuous:
+        return lambda obs: action.uniform(rng, (obs.shape[0],))
+    n_actions = int(action.n) if isinstance(action, ActionSpec) else int(action)
 
     def act(obs: np.ndarray) -> np.ndarray:
         return rng.integers(0, n_actions, size=obs.shape[0])

@@ -71,6 +71,11 @@ def test_pendulum_races_cem_against_sac_at_minus_200():
     assert ladder.env_threshold(ladder.ENVS["cartpole"]) == 475.0  # the spec's, where there is one
 
 
+def test_the_random_rung_plays_box_actions_in_the_bounds():
+    r = ladder.run_random(ladder.ENVS["pendulum"], 0, -200.0)
+    assert -1400 < r["score_mean"] < -1000 and r["t_threshold"] is None  # uniform torque: about -1,225
+
+
 def test_a_rung_the_env_lacks_is_refused(capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "argv", ["run.py", "--env", "pendulum", "--rungs", "ppo", "--out", str(tmp_path / "r")])
     with pytest.raises(SystemExit) as e:

@@ -126,6 +126,18 @@ def test_mean_action_is_inside_the_bounds_and_greedy_acts_it():
     np.testing.assert_array_equal(greedy, np.clip(mean, [-1, 0], [1, 4]).astype(np.float32))
 
 
+def test_random_act_fn_draws_box_actions_uniformly_in_the_bounds():
+    from rl_lab.policy import random_act_fn
+
+    spec = ActionSpec.box([-2.0, 0.0], [2.0, 1.0])
+    a = random_act_fn(spec, np.random.default_rng(0))(np.zeros((5000, 3), dtype=np.float32))
+    assert a.dtype == np.float32 and a.shape == (5000, 2)
+    assert (a >= spec.low_array).all() and (a <= spec.high_array).all()
+    np.testing.assert_allclose(a.mean(axis=0), [0.0, 0.5], atol=0.05)
+    d = random_act_fn(ActionSpec(n=3), np.random.default_rng(0))(np.zeros((100, 3), dtype=np.float32))
+    np.testing.assert_array_equal(d, random_act_fn(3, np.random.default_rng(0))(np.zeros((100, 3))))
+
+
 def test_noisy_behaviour_has_the_asked_spread_in_half_ranges_and_is_clipped():
     policy = box_policy()
     with torch.no_grad():
