@@ -186,9 +186,7 @@ def _main(cfg: DictConfig) -> float | None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
 
     def job(where: list[Path]) -> float | None:
-        from rl_lab.pipeline import run
-
-        config = to_config(cfg)
+        config = to_config(cfg)  # a bad value fails here, before torch is imported (about 2 s)
         out = where[0]
         if config.resume:
             config, out = _resume_config(config)
@@ -197,6 +195,8 @@ def _main(cfg: DictConfig) -> float | None:
             from rl_lab.render import check_render_mode
 
             check_render_mode(config.evaluator.render)
+        from rl_lab.pipeline import run
+
         setup_job(config)
         with _sigint() as flag:
             metrics = run(config, out, stop=flag)

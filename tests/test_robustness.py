@@ -172,7 +172,7 @@ def compose_config(values: dict) -> Config:
     return config
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(values=OVERRIDES)
 def test_fuzzed_configs_run_or_fail_with_a_config_error(tmp_path_factory, values):
     out = tmp_path_factory.mktemp("fuzz")

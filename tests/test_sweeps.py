@@ -157,8 +157,10 @@ def test_every_experiment_config_runs_in_one_sweep(cli, tmp_path):
     assert experiments
     sweep = tmp_path / "sweep"
     # debug=fast comes after experiment in the defaults list, so it shrinks every experiment;
-    # rounds on the command line beats an experiment's own (cem: 40)
-    proc = cli("-m", "experiment=glob(*)", *TINY, "rounds=2", f"hydra.sweep.dir={sweep}")
+    # the command line beats an experiment's own settings (cem: 40 rounds). 128 episodes on 128 sub-envs:
+    # the MountainCar experiments' collected episodes run up to 5,000 steps (200 episodes: 40 s here).
+    small = ["debug=fast", "collector.episodes=128", "env.num_envs=128", "evaluator.episodes=4", "rounds=2"]
+    proc = cli("-m", "experiment=glob(*)", *small, f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr
     jobs = job_dirs(sweep)
     ran = sorted(
