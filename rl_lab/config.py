@@ -15,6 +15,7 @@ from typing import Any
 from rl_lab.errors import ConfigError
 
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "leaky_relu", "silu")
+BOX_HEADS = ("mean", "gaussian")  # rl_lab.policy.BOX_HEADS: the same names
 RENDER_MODES = ("none", "human", "video")
 VIDEO_FORMATS = ("mp4", "gif")
 BEHAVIOURS = ("random", "policy")
@@ -76,6 +77,7 @@ class PolicyConfig:
     dropout: float = 0.2  # after each hidden layer; inactive in evaluation
     layer_norm: bool = False  # LayerNorm after each hidden Linear, before the activation
     obs_norm: bool = False  # standardize the inputs by the mean/std of the first data the policy trains on
+    box_head: str = "mean"  # Box actions: mean (tanh mean, MSE) | gaussian (+ a learned log-std, NLL; sampled)
 
 
 @dataclass
@@ -275,6 +277,7 @@ def _validate_policy(p: PolicyConfig) -> None:
             "policy.hidden_sizes=[] gives a linear policy."
         )
     _choice("policy.activation", p.activation, ACTIVATIONS)
+    _choice("policy.box_head", p.box_head, BOX_HEADS)
     if not (0.0 <= p.dropout < 1.0):
         raise ConfigError(f"policy.dropout={p.dropout!r} is outside [0, 1): it is the probability of zeroing a unit.")
 

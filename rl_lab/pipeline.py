@@ -71,13 +71,23 @@ class RunPaths:
         return self.root if self.rounds == 1 else self.root / f"round_{k}"
 
 
+def check_policy_fits(cfg: Config, info: EnvInfo) -> None:
+    """Refuse a policy setting the env's action space can't take, before any work is done."""
+    p, a = cfg.policy, info.action
+    if p.box_head != "mean" and not a.continuous:
+        raise ConfigError(
+            f"policy.box_head={p.box_head!r} is a head for Box actions, but env.id={info.id!r} has Discrete "
+            f"actions ({a.describe()}): its policy outputs logits. Leave policy.box_head=mean for this env."
+        )
+
+
 def build_policy(cfg: Config, info: EnvInfo) -> MLPPolicy:
     """The MLP of ``cfg.policy`` sized from the env's spaces."""
     p, a = cfg.policy, info.action
     bounds = {"action_low": list(a.low), "action_high": list(a.high)} if a.continuous else {}  # a Box head
     return MLPPolicy(
         info.obs_dim, info.n_actions, list(p.hidden_sizes), p.activation, p.dropout, p.layer_norm, **bounds,
-        obs_norm=p.obs_norm,
+        obs_norm=p.obs_norm, box_head=p.box_head,
     )  # fmt: skip
 
 
@@ -132,6 +142,7 @@ def run(cfg: Config, out_dir: str | Path, stop: StopFlag | None = None) -> dict[
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     info = env_info(cfg.env.id)
+    check_policy_fits(cfg, info)
     backend = resolve_backend(info.id, cfg.env.backend)  # a backend that can't run this env fails before any work
     if cfg.plots:
         from rl_lab.run_report import check_plots_available
@@ -309,6 +320,7 @@ def _train_stage(
         val_accuracy=result.final.get("val/accuracy"),
         seconds=result.seconds,
         samples_per_second=samples_per_second,
+        loss=("nll" if policy.gaussian else "mse") if policy.continuous else None,
     )
     return policy, figures, result.optimizer_state if keep_opt else None
 
@@ -613,8 +625,8 @@ def format_round(r: RoundResult, rounds: int) -> str:
     head = f"round {r.round}\n" if rounds > 1 else ""
     val = t.val_accuracy
     epochs = f"{t.epochs} epoch{'' if t.epochs == 1 else 's'}"
-    if e.action_balance is None:  # Box actions: a regression, scored by its validation MSE
-        quality = f"val mse {'n/a' if t.val_loss is None else f'{t.val_loss:.4f}'}"
+    if e.action_balance is None:  # Box actions: a regression, scored by its validation MSE (or NLL)
+        quality = f"val {t.loss or 'mse'} {'n/a' if t.val_loss is None else f'{t.val_loss:.4f}'}"
     else:
         quality = f"val accuracy {'n/a' if val is None else f'{val:.3f}'}"
     lowest = "n/a" if c.threshold is None else f"{c.threshold:g}"

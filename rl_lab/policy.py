@@ -6,7 +6,10 @@ Stable-Baselines3's ``save`` does), so ``load_policy`` rebuilds the network with
 The head follows the action space (:mod:`rl_lab.actions`): for ``Discrete`` actions the network's
 outputs are logits; for ``Box`` actions (``action_low`` / ``action_high`` given) they are the
 unsquashed means ``u``, and the action is ``tanh(u)`` mapped into the bounds
-(:meth:`MLPPolicy.mean_action`), as SB3's squashed Gaussian maps its latent.
+(:meth:`MLPPolicy.mean_action`), as SB3's squashed Gaussian maps its latent. With
+``box_head="gaussian"`` the network outputs ``2 d`` numbers: the same ``d`` means, then ``d`` log
+standard deviations (in half action ranges, clamped to ``[LOG_STD_MIN, LOG_STD_MAX]``) of a Gaussian
+around ``tanh(u)`` in the unit box, trained by its negative log-likelihood (:mod:`rl_lab.train`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from rl_lab.errors import ConfigError
 from rl_lab.utils import atomic_path
 
 CHECKPOINT_FORMAT = "rl_lab.policy/1"
+BOX_HEADS = ("mean", "gaussian")  # rl_lab.config.BOX_HEADS lists the same names (without importing torch)
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 1.0  # a Gaussian head's std: 0.0067 to 2.7 half action ranges
 
 ActFn = Callable[[np.ndarray], np.ndarray]  # obs (B, obs_dim) float32 -> actions (B,) int64, or (B, d) float32
 
@@ -151,6 +156,7 @@ class MLPPolicy(nn.Module):
         action_low: list[float] | None = None,  # Box actions: the bounds (n_actions is then the dimension)
         action_high: list[float] | None = None,
         obs_norm: bool = False,  # a Standardize layer first (checkpoints written before it: False)
+        box_head: str = "mean",  # Box actions: "mean" (MSE) or "gaussian" (means and log-stds, NLL)
     ) -> None:
         super().__init__()
         self.kwargs: dict[str, Any] = {
@@ -164,6 +170,13 @@ class MLPPolicy(nn.Module):
         }
         if (action_low is None) != (action_high is None):
             raise ValueError("give both action_low and action_high (Box actions), or neither (Discrete)")
+        if box_head not in BOX_HEADS:
+            raise ValueError(f"unknown box_head {box_head!r}: one of {', '.join(BOX_HEADS)}")
+        if box_head != "mean" and action_low is None:
+            raise ValueError(f"box_head={box_head!r} needs Box actions (action_low and action_high)")
+        self.gaussian = box_head == "gaussian"
+        if self.gaussian:  # only then: the checkpoints of mean heads keep their kwargs
+            self.kwargs["box_head"] = box_head
         if action_low is not None:
             self.kwargs.update(action_low=[float(x) for x in action_low], action_high=[float(x) for x in action_high])
             self.action = ActionSpec.box(action_low, action_high)
@@ -173,7 +186,8 @@ class MLPPolicy(nn.Module):
             self.action = ActionSpec(n=int(n_actions))
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}: one of {', '.join(ACTIVATIONS)}")
-        layers = create_mlp(obs_dim, n_actions, list(hidden_sizes), ACTIVATIONS[activation], dropout, layer_norm)
+        outputs = 2 * n_actions if self.gaussian else n_actions  # a Gaussian head: means, then log-stds
+        layers = create_mlp(obs_dim, outputs, list(hidden_sizes), ACTIVATIONS[activation], dropout, layer_norm)
         self.net = nn.Sequential(*([Standardize(obs_dim)] if obs_norm else []), *layers)
 
     def fit_obs_norm(self, obs: np.ndarray) -> None:
@@ -187,8 +201,19 @@ class MLPPolicy(nn.Module):
         return self.action.continuous
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """Logits (Discrete) or unsquashed means (Box), ``(batch, n_actions)``, of observations ``(batch, obs_dim)``."""
+        """Logits (Discrete) or unsquashed means (Box), ``(batch, n_actions)``, of observations ``(batch, obs_dim)``.
+
+        A Gaussian head: ``(batch, 2 * n_actions)``, the means then the unclamped log-stds (:meth:`split`).
+        """
         return self.net(obs)
+
+    @staticmethod
+    def split(out: torch.Tensor, gaussian: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A Box head's outputs as ``(unsquashed means, log-stds clamped to the bounds or None)``."""
+        if not gaussian:
+            return out, None
+        d = out.shape[-1] // 2
+        return out[..., :d], out[..., d:].clamp(LOG_STD_MIN, LOG_STD_MAX)
 
     @staticmethod
     def squash(out: torch.Tensor) -> torch.Tensor:
@@ -199,7 +224,8 @@ class MLPPolicy(nn.Module):
         """Box: the mean action ``low + (tanh(u) + 1) / 2 * (high - low)``, inside the bounds."""
         low = torch.as_tensor(self.action.low_array, device=obs.device)
         high = torch.as_tensor(self.action.high_array, device=obs.device)
-        return low + (self.squash(self(obs)) + 1.0) * 0.5 * (high - low)
+        means, _ = self.split(self(obs), self.gaussian)
+        return low + (self.squash(means) + 1.0) * 0.5 * (high - low)
 
 
 def act_fn(
@@ -217,7 +243,10 @@ def act_fn(
     ``rng`` (numpy), so it is exact, cheap and reproducible on any device.
 
     Box: the mean action (greedy), or the mean plus Gaussian noise of standard deviation
-    ``noise_std`` half-ranges per dimension (float64 draws from ``rng``), clipped to the bounds.
+    ``noise_std`` half-ranges per dimension (float64 draws from ``rng``), clipped to the bounds. A
+    Gaussian head samples its own learned std too: ``sqrt(std(obs)^2 + noise_std^2)``, the extra
+    noise of the noisy cross-entropy method (Szita and Lorincz, 2006), which keeps the std of the
+    elites from collapsing round after round.
     """
     from rl_lab.fast_mlp import inference_forward  # fast_mlp imports this module
 
@@ -226,7 +255,7 @@ def act_fn(
         raise ValueError("sampling needs an rng")
     forward = inference_forward(policy)  # ``policy`` itself, or the same kernels without the module calls
     if policy.continuous:
-        return _box_act_fn(forward, policy.action, greedy, rng, device, noise_std)
+        return _box_act_fn(forward, policy.action, greedy, rng, device, noise_std, policy.gaussian)
 
     @torch.inference_mode()
     def act(obs: np.ndarray) -> np.ndarray:
@@ -247,17 +276,22 @@ def _box_act_fn(
     rng: np.random.Generator | None,
     device: str,
     noise_std: float,
+    gaussian: bool = False,
 ) -> ActFn:
     low, high = action.low_array, action.high_array
     half = (high - low).astype(np.float64) / 2.0
 
     @torch.inference_mode()
     def act(obs: np.ndarray) -> np.ndarray:
-        unit = torch.tanh(forward(torch.from_numpy(obs).to(device))).cpu().numpy()  # (B, d) in [-1, 1]
+        means, log_std = MLPPolicy.split(forward(torch.from_numpy(obs).to(device)), gaussian)
+        unit = torch.tanh(means).cpu().numpy()  # (B, d) in [-1, 1]
         mean = low + (unit + 1.0) * 0.5 * (high - low)
-        if greedy or noise_std == 0.0:
+        if greedy or (noise_std == 0.0 and log_std is None):
             return np.clip(mean, low, high).astype(np.float32)
-        noisy = mean + noise_std * half * rng.standard_normal(mean.shape)
+        std = noise_std  # half ranges
+        if log_std is not None:
+            std = np.sqrt(np.exp(2.0 * log_std.cpu().numpy().astype(np.float64)) + noise_std**2)
+        noisy = mean + std * half * rng.standard_normal(mean.shape)
         return np.clip(noisy, low, high).astype(np.float32)
 
     return act

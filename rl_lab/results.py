@@ -102,6 +102,7 @@ class TrainFigures(_Section):
     val_accuracy: float | None
     seconds: float
     samples_per_second: float  # training samples times configured epochs per second
+    loss: str | None = optional()  # continuous: what the losses measure, "mse" (a mean head) or "nll" (Gaussian)
 
 
 @dataclass(kw_only=True)

@@ -90,7 +90,7 @@ def _markdown(m: RunMetrics, report: EvalReport, plots: list[str]) -> str:
         lines += [
             "## Rounds",
             "",
-            f"| round | collect mean | kept | lowest kept score | {'train mse' if box else 'train acc'} "
+            f"| round | collect mean | kept | lowest kept score | {f'train {_loss_name(m)}' if box else 'train acc'} "
             "| eval mean ± std |",
             "|---|---|---|---|---|---|",
         ]
@@ -103,6 +103,11 @@ def _markdown(m: RunMetrics, report: EvalReport, plots: list[str]) -> str:
         lines.append("")
     lines += [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _loss_name(m: Any) -> str:
+    """What a Box run's training losses measure: "mse" (a mean head) or "nll" (a Gaussian head)."""
+    return next((r.train.loss for r in m.rounds if r.train.loss), "mse")
 
 
 def _g(x: float | None) -> str:

@@ -2,7 +2,10 @@
 
 Discrete actions are a classification (cross-entropy on the logits, accuracy reported). Box actions
 are a regression: the mean squared error between the squashed outputs ``tanh(u)`` and the kept
-actions scaled into ``[-1, 1]^d`` (:meth:`rl_lab.actions.ActionSpec.to_unit`); no accuracy.
+actions scaled into ``[-1, 1]^d`` (:meth:`rl_lab.actions.ActionSpec.to_unit`); no accuracy. A
+Gaussian head (``policy.box_head=gaussian``) minimises the negative log-likelihood of the kept
+actions under ``N(tanh(u), std(obs)^2)`` in that unit box instead (:func:`gaussian_nll`): the
+means fit as with the MSE, weighted by the learned precision, and the std fits the elites' spread.
 
 The data stay in tensors on the device; each epoch draws a seeded permutation and slices
 mini-batches out of it (no ``DataLoader``: collating 64 single samples per batch costs more than
@@ -18,6 +21,7 @@ RNG states and the epoch reached (the weights go next to it in the checkpoint).
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -258,7 +262,7 @@ def _fit(
             torch.cuda.set_rng_state(resume.cuda_rng, device)
         history, start_epoch = list(resume.history), resume.epoch
 
-    loss_fn = _squashed_mse if continuous else nn.CrossEntropyLoss()
+    loss_fn = box_loss(bool(getattr(policy, "gaussian", False))) if continuous else nn.CrossEntropyLoss()
     n, bs = len(train_idx), cfg.batch_size
     n_batches = max(1, -(-n // bs))
     with _progress(cfg.progress, (cfg.epochs - start_epoch) * n_batches) as advance:
@@ -313,9 +317,25 @@ def _fit(
     )
 
 
-def _squashed_mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """A Box head's loss: the mean squared error of ``tanh(outputs)`` against the unit-box targets."""
+def box_loss(gaussian: bool) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A Box head's loss: :func:`squashed_mse` (a mean head) or :func:`gaussian_nll` (a Gaussian head)."""
+    return gaussian_nll if gaussian else squashed_mse
+
+
+def squashed_mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """A mean head's loss: the mean squared error of ``tanh(outputs)`` against the unit-box targets."""
     return nn.functional.mse_loss(torch.tanh(out), target)
+
+
+def gaussian_nll(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """A Gaussian head's loss: the negative log-likelihood of the unit-box targets, per dimension, averaged.
+
+    ``out`` is ``(B, 2 d)``: unsquashed means ``u``, then log-stds (clamped as the behaviour clamps them);
+    the density is ``N(tanh(u), exp(log_std)^2)``, constant ``log(2 pi) / 2`` included.
+    """
+    means, log_std = MLPPolicy.split(out, gaussian=True)
+    z = (target - torch.tanh(means)) * torch.exp(-log_std)
+    return (0.5 * z * z + log_std).mean() + 0.5 * math.log(2 * math.pi)
 
 
 @torch.inference_mode()

@@ -489,3 +489,137 @@ def test_noise_decays_per_round_and_a_sampling_evaluation_uses_noise_std(tmp_pat
     pipeline.run(cfg, tmp_path)
     # round 0: its evaluation; rounds 1 and 2: the behaviour (0.4, then 0.4 * 0.5), then the evaluation
     assert calls == [(False, 0.4), (False, 0.4), (False, 0.4), (False, 0.2), (False, 0.4)]
+
+
+# --- policy.box_head=gaussian -------------------------------------------------------------------------------
+
+
+def gaussian_policy(hidden=(32, 32)) -> MLPPolicy:
+    torch.manual_seed(0)
+    bounds = {"action_low": [-1.0, 0.0], "action_high": [1.0, 4.0]}
+    return MLPPolicy(3, 2, list(hidden), "relu", 0.0, **bounds, box_head="gaussian")
+
+
+def set_head(policy: MLPPolicy, means: list[float], log_stds: list[float]) -> None:
+    """Outputs independent of the observation: the last layer's bias only."""
+    with torch.no_grad():
+        policy.net[-1].weight.zero_()
+        policy.net[-1].bias.copy_(torch.tensor([*means, *log_stds]))
+
+
+def test_gaussian_head_outputs_means_then_clamped_log_stds():
+    from rl_lab.policy import LOG_STD_MAX, LOG_STD_MIN
+
+    policy = gaussian_policy()
+    assert policy.gaussian and policy.net[-1].out_features == 4 and policy.kwargs["box_head"] == "gaussian"
+    assert "box_head" not in box_policy().kwargs  # a mean head's checkpoints keep the kwargs they had
+    set_head(policy, [0.5, -0.5], [-9.0, 3.0])
+    means, log_std = MLPPolicy.split(policy(torch.zeros(5, 3)), gaussian=True)
+    assert means.shape == log_std.shape == (5, 2)
+    np.testing.assert_allclose(means[0].detach().numpy(), [0.5, -0.5])
+    np.testing.assert_allclose(log_std[0].detach().numpy(), [LOG_STD_MIN, LOG_STD_MAX])
+    expected = [-1.0 + (np.tanh(0.5) + 1.0), (np.tanh(-0.5) + 1.0) * 2.0]  # low + (tanh(u) + 1) / 2 * range
+    np.testing.assert_allclose(policy.mean_action(torch.zeros(1, 3)).detach().numpy()[0], expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="needs Box actions"):
+        MLPPolicy(3, 2, [8], box_head="gaussian")
+    with pytest.raises(ValueError, match="unknown box_head"):
+        MLPPolicy(3, 2, [8], action_low=[0, 0], action_high=[1, 1], box_head="beta")
+
+
+def test_gaussian_nll_is_the_normal_log_likelihood():
+    from rl_lab.train import box_loss, gaussian_nll, squashed_mse
+
+    gen = torch.Generator().manual_seed(0)
+    out = torch.randn(64, 6, generator=gen) * 2.0  # log-stds beyond the clamp included
+    target = torch.rand(64, 3, generator=gen) * 2.0 - 1.0
+    means, log_std = out[:, :3], out[:, 3:].clamp(-5.0, 1.0)
+    reference = -torch.distributions.Normal(torch.tanh(means), log_std.exp()).log_prob(target).mean()
+    torch.testing.assert_close(gaussian_nll(out, target), reference)
+    assert box_loss(True) is gaussian_nll and box_loss(False) is squashed_mse
+
+
+def test_gaussian_behaviour_samples_the_learned_std_plus_noise_std_and_greedy_acts_the_mean():
+    policy = gaussian_policy()
+    set_head(policy, [0.0, 0.0], [np.log(0.12), np.log(0.12)])  # the middle of the box, std 0.12 half ranges
+    obs = np.zeros((20000, 3), np.float32)
+    own = act_fn(policy, greedy=False, rng=np.random.default_rng(1), noise_std=0.0)(obs)
+    np.testing.assert_allclose(own.mean(axis=0), [0.0, 2.0], atol=0.01)
+    np.testing.assert_allclose(own.std(axis=0), [0.12, 0.24], rtol=0.03)  # half ranges 1 and 2
+    both = act_fn(policy, greedy=False, rng=np.random.default_rng(1), noise_std=0.16)(obs)
+    np.testing.assert_allclose(both.std(axis=0), [0.2, 0.4], rtol=0.03)  # sqrt(0.12^2 + 0.16^2) = 0.2
+    greedy = act_fn(policy, greedy=True)(obs[:4])
+    np.testing.assert_array_equal(greedy, np.tile(np.float32([0.0, 2.0]), (4, 1)))
+
+
+def test_gaussian_checkpoint_round_trip(tmp_path):
+    policy = gaussian_policy()
+    loaded, payload = load_policy(save_policy(policy, tmp_path / "policy.pt", "rl_lab_toy_env:ToyBox-v0"))
+    assert loaded.gaussian and payload["kwargs"]["box_head"] == "gaussian"
+    obs = torch.randn(4, 3)
+    assert torch.equal(loaded(obs), policy.eval()(obs))
+    check_head(loaded, policy.action, "rl_lab_toy_env:ToyBox-v0", "policy.pt")  # the same action space: fits
+
+
+def test_gaussian_rounds_learn_the_toy_and_name_the_nll(tmp_path, caplog):
+    """ToyBox-v0 with the Gaussian head: rounds approach the best action as the mean head's do."""
+    from rl_lab.pipeline import run
+
+    cfg = toybox_config(rounds=5)
+    cfg.policy.box_head = "gaussian"
+    with caplog.at_level(logging.INFO, logger="rl_lab.pipeline"):
+        metrics = run(cfg, tmp_path)
+    rounds = metrics["rounds"]
+    assert rounds[0]["collect"]["score_mean"] < -10
+    assert rounds[-1]["eval"]["score_mean"] > -2.0, [r["eval"]["score_mean"] for r in rounds]
+    assert all(r["train"]["loss"] == "nll" for r in rounds) and "val nll" in caplog.text
+    assert "train nll" in (tmp_path / "report.md").read_text()
+    final, _ = load_policy(tmp_path / "policy.pt")
+    assert final.gaussian
+
+
+def test_gaussian_run_is_deterministic_and_resumes_bit_identically(tmp_path, monkeypatch):
+    from conftest import stop_after_epoch
+
+    from rl_lab.pipeline import StopFlag, run
+
+    def config():
+        cfg = toybox_config(rounds=3, episodes=200)
+        cfg.policy.box_head, cfg.trainer.epochs = "gaussian", 3
+        return cfg
+
+    full = run(config(), tmp_path / "a")
+    again = run(config(), tmp_path / "c")
+    assert [r["weights_sha256"] for r in full["rounds"]] == [r["weights_sha256"] for r in again["rounds"]]
+    flag = StopFlag()
+    stop_after_epoch(monkeypatch, flag)
+    with pytest.raises(KeyboardInterrupt):
+        run(config(), tmp_path / "b", stop=flag)
+    monkeypatch.undo()
+    cfg = config()
+    cfg.resume = str(tmp_path / "b")
+    resumed = run(cfg, tmp_path / "b")
+    for x, y in zip(full["rounds"], resumed["rounds"], strict=True):
+        assert x["dataset_sha256"] == y["dataset_sha256"] and x["weights_sha256"] == y["weights_sha256"]
+
+
+def test_discrete_metrics_have_no_loss_name(tmp_path):
+    from rl_lab.config import Config, EnvConfig, EvaluatorConfig, PolicyConfig
+    from rl_lab.pipeline import run
+
+    cfg = Config(
+        env=EnvConfig(id="CartPole-v1", num_envs=16),
+        collector=CollectorConfig(episodes=32, min_score=None, top_fraction=0.5),
+        policy=PolicyConfig(hidden_sizes=[8]),
+        trainer=TrainerConfig(epochs=1, progress=False),
+        evaluator=EvaluatorConfig(episodes=2),
+    )
+    metrics = run(cfg, tmp_path)
+    assert "loss" not in metrics["rounds"][0]["train"] and "loss" not in metrics["train"]
+
+
+def test_cli_refuses_the_gaussian_head_on_discrete_actions_before_any_work(cli, tmp_path):
+    r = cli("policy.box_head=gaussian", "hydra.run.dir=run")
+    assert r.returncode == 2, r.stderr
+    assert "policy.box_head='gaussian'" in r.stderr and "env.id='CartPole-v1'" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "run" / "round_0").exists() and not (tmp_path / "run" / "tb").exists()
