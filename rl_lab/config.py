@@ -15,7 +15,7 @@ from typing import Any
 from rl_lab.errors import ConfigError
 
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "leaky_relu", "silu")
-BOX_HEADS = ("mean", "gaussian")  # rl_lab.policy.BOX_HEADS: the same names
+BOX_HEADS = ("mean", "gaussian")  # policy.box_head (rl_lab.policy.MLPPolicy's box_head)
 RENDER_MODES = ("none", "human", "video")
 VIDEO_FORMATS = ("mp4", "gif")
 BEHAVIOURS = ("random", "policy")

@@ -23,11 +23,11 @@ import torch
 from torch import nn
 
 from rl_lab.actions import ActionSpec
+from rl_lab.config import BOX_HEADS
 from rl_lab.errors import ConfigError
 from rl_lab.utils import atomic_path
 
 CHECKPOINT_FORMAT = "rl_lab.policy/1"
-BOX_HEADS = ("mean", "gaussian")  # rl_lab.config.BOX_HEADS lists the same names (without importing torch)
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 1.0  # a Gaussian head's std: 0.0067 to 2.7 half action ranges
 
 ActFn = Callable[[np.ndarray], np.ndarray]  # obs (B, obs_dim) float32 -> actions (B,) int64, or (B, d) float32

@@ -105,7 +105,7 @@ def _markdown(m: RunMetrics, report: EvalReport, plots: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _loss_name(m: Any) -> str:
+def _loss_name(m: RunMetrics) -> str:
     """What a Box run's training losses measure: "mse" (a mean head) or "nll" (a Gaussian head)."""
     return next((r.train.loss for r in m.rounds if r.train.loss), "mse")
 
