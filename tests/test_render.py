@@ -531,8 +531,11 @@ def test_real_window_under_xvfb(xvfb_display, tmp_path):
     assert _find_window(xvfb_display) is None  # the window is gone
 
 
-def _send_wm_delete(display: str, wid: int) -> None:
-    """What a window manager does when the user clicks the close button: a WM_DELETE_WINDOW client message."""
+def _send_wm_delete(display: str, wid: int) -> bool:
+    """What a window manager does when the user clicks the close button: a WM_DELETE_WINDOW client message.
+
+    Returns whether the X server took it (False: an X error, say the window was replaced meanwhile).
+    """
 
     class XClientMessageEvent(ctypes.Structure):
         _fields_ = [
@@ -560,8 +563,16 @@ def _send_wm_delete(display: str, wid: int) -> None:
     x11.XSendEvent.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int, ctypes.c_long, ctypes.POINTER(XEvent)]
     x11.XFlush.argtypes = [ctypes.c_void_p]
     x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+    x11.XSync.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    x11.XSetErrorHandler.restype = ctypes.c_void_p
+    x11.XSetErrorHandler.argtypes = [ctypes.c_void_p]
+    errors: list[int] = []
+    # Xlib's default handler exit()s the process on an X error (a window gone: BadWindow), which
+    # kills the pytest worker; this one records it, and the caller tries the window it finds next.
+    handler = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)(lambda _d, _e: errors.append(1) or 0)
     dpy = x11.XOpenDisplay(display.encode())
     assert dpy, f"cannot open {display}"
+    previous = x11.XSetErrorHandler(ctypes.cast(handler, ctypes.c_void_p))
     try:
         ev = XEvent()
         ev.xclient.type = 33  # ClientMessage
@@ -570,20 +581,28 @@ def _send_wm_delete(display: str, wid: int) -> None:
         ev.xclient.format = 32
         ev.xclient.data[0] = x11.XInternAtom(dpy, b"WM_DELETE_WINDOW", 0)
         ev.xclient.data[1] = 0  # CurrentTime
-        assert x11.XSendEvent(dpy, wid, 0, 0, ctypes.byref(ev))
-        x11.XFlush(dpy)
+        sent = bool(x11.XSendEvent(dpy, wid, 0, 0, ctypes.byref(ev)))
+        x11.XSync(dpy, 0)  # any error of the request arrives now, while the handler is ours
     finally:
+        x11.XSetErrorHandler(previous)
         x11.XCloseDisplay(dpy)
+    return sent and not errors
 
 
 @pytest.mark.xvfb
 def test_closing_the_real_window_ends_playback(xvfb_display, tmp_path):
     child = _start_child(xvfb_display, tmp_path, episodes=3, max_steps=900, fps=30)  # would take 90 s
     try:
-        wid, *_ = _wait_window(xvfb_display, child)
+        _wait_window(xvfb_display, child)
         time.sleep(0.3)
         t = time.monotonic()
-        _send_wm_delete(xvfb_display, wid)
+        for _ in range(3):  # the window found now; again if the server refused that one
+            win = _find_window(xvfb_display)
+            if win is not None and _send_wm_delete(xvfb_display, win[0]):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the X server refused WM_DELETE_WINDOW three times")
         out = _finish(child, timeout=15)
         assert time.monotonic() - t < 5
     finally:
