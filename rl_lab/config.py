@@ -100,6 +100,7 @@ class EvaluatorConfig:
 
     episodes: int = 100
     screen_episodes: int = 0  # rounds with stop_score: play this many first, the full evaluation only if it may pass
+    early_exit: bool = False  # rounds with stop_score: stop an evaluation once its mean provably cannot reach it
     greedy: bool = True  # argmax actions; False samples from the softmax
     max_steps: int | None = None  # None: the env's own limit (500 for CartPole-v1)
     render: str = "none"  # none | human | video

@@ -54,6 +54,7 @@ class EnvInfo:
     reward_threshold: float | None  # spec.reward_threshold ("solved"), None if it has none
     render_fps: float
     action: ActionSpec = ActionSpec(n=2)  # the action space (Discrete n, or Box bounds)
+    max_step_reward: float | None = None  # an upper bound on any step's reward, where known (max_step_reward)
 
     @property
     def continuous(self) -> bool:
@@ -177,7 +178,27 @@ def env_info(env_id: str) -> EnvInfo:
         fps = float(env.metadata.get("render_fps") or 30)
     finally:
         env.close()
-    return EnvInfo(env_id, obs_dim, action.dim, spec.max_episode_steps, spec.reward_threshold, fps, action)
+    return EnvInfo(
+        env_id, obs_dim, action.dim, spec.max_episode_steps, spec.reward_threshold, fps, action, max_step_reward(spec)
+    )
+
+
+# The most one step can pay, for gymnasium's own envs whose reward is bounded above by their code (checked
+# against gymnasium in tests/test_evaluate.py): CartPole pays 1 a step (0 with sutton_barto_reward), Acrobot
+# -1 or 0, MountainCar -1, Pendulum minus a cost. Keyed by entry point, so a re-registration of the same class
+# shares it. An upper bound is all evaluator.early_exit needs to know that a mean is out of reach.
+_MAX_STEP_REWARD: dict[str, float] = {
+    CARTPOLE_ENTRY_POINT: 1.0,
+    "gymnasium.envs.classic_control.acrobot:AcrobotEnv": 0.0,
+    "gymnasium.envs.classic_control.mountain_car:MountainCarEnv": -1.0,
+    "gymnasium.envs.classic_control.pendulum:PendulumEnv": 0.0,
+}
+
+
+def max_step_reward(spec: gym.envs.registration.EnvSpec) -> float | None:
+    """An upper bound on the reward of any step of ``spec``'s env, or None where rl_lab knows none."""
+    entry = spec.entry_point
+    return _MAX_STEP_REWARD.get(entry) if isinstance(entry, str) else None
 
 
 def _is_native_cartpole(spec: gym.envs.registration.EnvSpec) -> bool:

@@ -32,6 +32,10 @@ class EvalReport:
     seconds: float = 0.0
     rendered: list[Any] = field(default_factory=list)  # render.RenderedEpisode, with frames in video mode
     box_stats: BoxStats | None = None  # Box actions: per-dimension statistics of every evaluation action
+    # Cut short (``cut_below``): the step it stopped at and the most the full evaluation's mean could have
+    # reached; ``scores``/``lengths`` are then the started episodes as they stood (final or so far).
+    cut_step: int | None = None
+    score_bound: float | None = None
 
     @property
     def action_balance(self) -> np.ndarray:
@@ -54,6 +58,7 @@ class EvalReport:
             "reward_threshold": self.reward_threshold,
             "length_mean": float(self.lengths.mean()),
             **self.action_figures(),
+            **({} if self.cut_step is None else {"cut_step": self.cut_step, "score_bound": self.score_bound}),
             "scores": [float(x) for x in s],
         }
 
@@ -84,6 +89,8 @@ def evaluate(
     reward_threshold: float | None = None,
     should_stop: Callable[[], bool] | None = None,
     action: ActionSpec | None = None,
+    cut_below: float | None = None,
+    max_step_reward: float | None = None,
     **vector_options: Any,
 ) -> EvalReport:
     """Play ``episodes`` episodes batched over ``min(num_envs, episodes)`` sub-envs.
@@ -100,6 +107,14 @@ def evaluate(
         should_stop: polled every 64 steps; True raises :class:`KeyboardInterrupt`.
         action: the action space; a Box one collects per-dimension statistics instead of counts
             (``None``: Discrete with ``n_actions`` actions).
+        cut_below: stop as soon as the mean over all ``episodes`` provably cannot reach this (needs
+            ``max_step_reward`` and ``max_steps``): the finished scores, plus each started episode's
+            score so far and ``max(max_step_reward, 0)`` for each step it may still take, plus that for
+            every step of the episodes not started, sum to less than ``cut_below * episodes``. The
+            report then holds the started episodes as they stood, with ``cut_step`` and
+            ``score_bound`` (that sum over ``episodes``). An evaluation that may reach ``cut_below``
+            plays every episode, exactly as without it.
+        max_step_reward: an upper bound on every step's reward (:func:`rl_lab.envs.max_step_reward`).
         vector_options: ``backend``, ``precision``, ``num_threads``, ``vectorization`` of
             :func:`rl_lab.envs.make_vec_env` (the same backend as the collection).
 
@@ -119,6 +134,13 @@ def evaluate(
     box_stats = action.new_stats() if box else None
     action_counts = np.zeros(0 if box else n_actions, dtype=np.int64)
     results: list[tuple[int, int, float, int]] = []  # (env, k, score, length)
+    cut = cut_below is not None and max_step_reward is not None and max_steps is not None
+    if cut:
+        r_plus = max(float(max_step_reward), 0.0)  # the most a step can add (an episode may also end at once)
+        need = float(cut_below) * episodes - 1e-9 * (abs(float(cut_below)) + 1.0) * episodes
+        finished_sum = 0.0
+    cut_step: int | None = None
+    bound = 0.0
     try:
         obs, _ = venv.reset(seed=seed)
         step = 0
@@ -146,10 +168,23 @@ def evaluate(
             done = (np.asarray(terminated) | np.asarray(truncated)) & active
             for e in np.flatnonzero(done):
                 results.append((int(e), int(counts[e]), float(score[e]), int(length[e])))
+                if cut:
+                    finished_sum += float(score[e])
             counts += done
             score[done], length[done] = 0.0, 0
             resetting = done
             step += 1
+            if cut and step % 4 == 0:
+                left = targets - counts  # episodes still to finish per sub-env, the current one included
+                open_ = left > 0
+                bound = finished_sum + float(score[open_].sum())
+                if r_plus:
+                    bound += r_plus * float((max_steps - length[open_]).sum() + (left[open_] - 1).sum() * max_steps)
+                if bound < need:
+                    cut_step = step
+                    for e in np.flatnonzero(open_ & (length > 0)):
+                        results.append((int(e), int(counts[e]), float(score[e]), int(length[e])))
+                    break
     finally:
         venv.close()
     results.sort()
@@ -161,6 +196,8 @@ def evaluate(
         reward_threshold=reward_threshold,
         seconds=time.perf_counter() - t_begin,
         box_stats=box_stats,
+        cut_step=cut_step,
+        score_bound=None if cut_step is None else bound / episodes,
     )
 
 

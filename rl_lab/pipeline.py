@@ -143,6 +143,11 @@ def run(cfg: Config, out_dir: str | Path, stop: StopFlag | None = None) -> dict[
     device = resolve_device(cfg.device)
     info = env_info(cfg.env.id)
     check_policy_fits(cfg, info)
+    if cfg.evaluator.early_exit and cfg.stop_score is not None and info.max_step_reward is None:
+        log.warning(
+            "evaluator.early_exit: rl_lab knows no bound on %s's step rewards, so every evaluation runs in full.",
+            info.id,
+        )
     backend = resolve_backend(info.id, cfg.env.backend)  # a backend that can't run this env fails before any work
     if cfg.plots:
         from rl_lab.run_report import check_plots_available
@@ -331,6 +336,9 @@ def _eval_stage(ctx: RunContext, k: int, rdir: Path, policy: MLPPolicy) -> tuple
     report = _screen(policy, cfg, ctx.info, k, ctx.device, ctx.stop, rdir)  # a quick look first
     screened = report is not None
     if report is None:
+        # evaluator.early_exit: a round that could stop the run (not the last: its evaluation is the run's
+        # final score) stops evaluating once stop_score is out of reach; one that may reach it plays in full.
+        may_cut = cfg.evaluator.early_exit and cfg.stop_score is not None and k < cfg.rounds - 1
         report = evaluate_policy(
             policy,
             cfg,
@@ -341,7 +349,9 @@ def _eval_stage(ctx: RunContext, k: int, rdir: Path, policy: MLPPolicy) -> tuple
             out_dir=rdir,
             tracker=ctx.tracker,
             step=k,
+            cut_below=cfg.stop_score if may_cut else None,
         )
+        screened = report.cut_step is not None
     else:
         log_eval(ctx.tracker, report, k)
     summary = report.summary()
@@ -455,8 +465,13 @@ def evaluate_policy(
     out_dir: Path,
     tracker: Tracker | None,
     step: int,
+    cut_below: float | None = None,
 ) -> EvalReport:
-    """Evaluate (rendering the first episodes if asked), log ``eval/*`` and write videos."""
+    """Evaluate (rendering the first episodes if asked), log ``eval/*`` and write videos.
+
+    ``cut_below``: stop once the mean provably cannot reach it (:func:`rl_lab.evaluate.evaluate`; only
+    where the env's step rewards have a known bound and no episode is rendered).
+    """
     ev = cfg.evaluator
     policy.to(device)
     rng = np.random.default_rng(derive_seed(seed, RENDER))
@@ -488,6 +503,8 @@ def evaluate_policy(
             reward_threshold=info.reward_threshold,
             should_stop=stop,
             action=info.action,
+            cut_below=cut_below if not rendered else None,
+            max_step_reward=info.max_step_reward,
             **cfg.env.vector_options(),
         )
     report = merge_reports(
@@ -498,6 +515,8 @@ def evaluate_policy(
         action=info.action,
         reward_threshold=info.reward_threshold,
         seconds=time.perf_counter() - t0,
+        cut_step=None if rest is None else rest.cut_step,
+        score_bound=None if rest is None else rest.score_bound,
     )
     if ev.render == "video":
         _write_videos(report, out_dir, ev.video_format, ev.fps or info.render_fps, tracker, step)
@@ -510,6 +529,9 @@ def log_eval(tracker: Tracker | None, report: EvalReport, step: int) -> None:
     if tracker is None:
         return
     s = report.summary()
+    if report.cut_step is not None:  # the episodes as they stood when it stopped: no score of the policy's
+        tracker.scalars({"eval/score_bound": s["score_bound"], "eval/cut_step": s["cut_step"]}, step)
+        return
     keys = ("score_mean", "score_std", "score_min", "score_median", "score_max", "success_rate", "length_mean")
     tracker.scalars({f"eval/{key}": s[key] for key in keys}, step)
     tracker.scalars({"time/eval_steps_per_second": report.lengths.sum() / max(report.seconds, 1e-9)}, step)
@@ -611,6 +633,11 @@ def format_eval(e: EvalFigures | Mapping[str, Any], seconds: float | None = None
         actions = ("\n" + " " * 9).join(rows)
     else:  # Box actions: each dimension's mean ± std and the share at a bound
         actions = format_box_stats(e.to_dict())
+    if e.cut_step is not None:  # evaluator.early_exit: no score of the policy's, only the bound it proved
+        return (
+            f"eval:    stopped at step {e.cut_step}: stop_score out of reach{took}\n"
+            f"         (the full evaluation's mean could be at most {e.score_bound:.1f})"
+        )
     return (
         f"eval:    {e.episodes} episodes, score {e.score_mean:.1f} ± {e.score_std:.1f}, "
         f"success {success}{took}\n"

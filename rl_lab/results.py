@@ -125,8 +125,12 @@ class EvalFigures(_Section):
     action_std: list[float] | None = optional()
     action_saturation: list[float] | None = optional()
     action_histogram: dict[str, Any] | None = optional()
+    cut_step: int | None = optional()  # evaluator.early_exit stopped it at this step: stop_score was out of reach
+    score_bound: float | None = optional()  # ... and the full evaluation's mean could have been at most this
     seconds: float
-    screened: bool  # the figures of the screening episodes (evaluator.screen_episodes), not a full evaluation
+    # Not a full evaluation: the screening episodes (evaluator.screen_episodes), or the episodes as they stood
+    # when evaluator.early_exit cut it short (cut_step).
+    screened: bool
 
     @classmethod
     def from_summary(cls, summary: Mapping[str, Any], *, seconds: float, screened: bool) -> EvalFigures:

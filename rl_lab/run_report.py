@@ -20,7 +20,7 @@ import numpy as np
 from rl_lab.data import load_dataset
 from rl_lab.errors import MissingExtraError
 from rl_lab.evaluate import EvalReport
-from rl_lab.results import RunMetrics
+from rl_lab.results import EvalFigures, RunMetrics
 from rl_lab.utils import atomic_path, atomic_write
 
 log = logging.getLogger(__name__)
@@ -98,11 +98,18 @@ def _markdown(m: RunMetrics, report: EvalReport, plots: list[str]) -> str:
             rc, rt, re_ = r.collect, r.train, r.eval
             lines.append(
                 f"| {r.round} | {rc.score_mean:.1f} | {rc.kept_episodes} | {_g(rc.threshold)} | "
-                f"{_f(rt.final_loss if box else rt.train_accuracy)} | {re_.score_mean:.1f} ± {re_.score_std:.1f} |"
+                f"{_f(rt.final_loss if box else rt.train_accuracy)} | {_eval_cell(re_)} |"
             )
         lines.append("")
     lines += [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _eval_cell(e: EvalFigures) -> str:
+    """A round's evaluation: mean ± std, or, cut short by evaluator.early_exit, the bound it proved."""
+    if e.cut_step is not None:
+        return f"≤ {e.score_bound:.1f} (stopped at step {e.cut_step}: stop_score out of reach)"
+    return f"{e.score_mean:.1f} ± {e.score_std:.1f}"
 
 
 def _loss_name(m: RunMetrics) -> str:
@@ -165,14 +172,20 @@ def _plots(out: Path, m: RunMetrics, report: EvalReport, first_dataset: Path) ->
     ax_actions.legend(fontsize=8)
 
     rs = m.rounds
+    full = [r for r in rs if r.eval.cut_step is None]
     ax_rounds.errorbar(
-        [r.round for r in rs],
-        [r.eval.score_mean for r in rs],
-        yerr=[r.eval.score_std for r in rs],
+        [r.round for r in full],
+        [r.eval.score_mean for r in full],
+        yerr=[r.eval.score_std for r in full],
         marker="o",
         capsize=3,
         label="evaluation",
     )
+    cut = [r for r in rs if r.eval.cut_step is not None]
+    if cut:  # evaluator.early_exit: only a bound is known
+        ax_rounds.scatter(
+            [r.round for r in cut], [r.eval.score_bound for r in cut], marker="v", label="evaluation cut: at most"
+        )
     ax_rounds.plot([r.round for r in rs], [r.collect.score_mean for r in rs], marker=".", label="collected")
     ax_rounds.set(xlabel="round", ylabel="score mean", title="Score per round")
     ax_rounds.legend(fontsize=8)

@@ -281,3 +281,67 @@ def test_temperature_decay_makes_each_round_greedier(tmp_path, monkeypatch):
         from rl_lab.config import validate
 
         validate(cfg)
+
+
+def _cartpole_cem(rounds: int, early_exit: bool) -> Config:
+    """A small CEM on CartPole-v1 whose early rounds fall well short of stop_score=500."""
+    return Config(
+        env=EnvConfig(id="CartPole-v1", num_envs=64),
+        collector=CollectorConfig(episodes=64, min_score=None, top_fraction=0.2, behaviour="policy"),
+        policy=PolicyConfig(hidden_sizes=[32], dropout=0.0),
+        trainer=TrainerConfig(epochs=1, batch_size=256, lr=0.01, val_fraction=0.0, progress=False),
+        evaluator=EvaluatorConfig(episodes=50, early_exit=early_exit),
+        rounds=rounds,
+        stop_score=500,
+        seed=1,
+    )
+
+
+def test_early_exit_cuts_hopeless_evaluations_and_changes_nothing_else(tmp_path):
+    """evaluator.early_exit: the same datasets, weights and stopping round; cut rounds say so, everywhere."""
+    from rl_lab.pipeline import format_round
+    from rl_lab.results import RunMetrics
+
+    plain = run(_cartpole_cem(4, False), tmp_path / "plain")
+    quick = run(_cartpole_cem(4, True), tmp_path / "cut")
+    for key in ("weights_sha256", "dataset_sha256"):
+        assert [r[key] for r in quick["rounds"]] == [r[key] for r in plain["rounds"]]
+    cuts = [r["eval"].get("cut_step") is not None for r in quick["rounds"]]
+    assert any(cuts) and not cuts[-1]  # the last round's evaluation is the run's final score: never cut
+    for k, (r, p) in enumerate(zip(quick["rounds"], plain["rounds"], strict=True)):
+        saved = json.loads((tmp_path / "cut" / f"round_{k}" / "eval.json").read_text())
+        if r["eval"].get("cut_step") is not None:
+            assert r["eval"]["screened"] and p["eval"]["score_mean"] <= r["eval"]["score_bound"] < 500
+            assert saved["cut_step"] == r["eval"]["cut_step"]
+        else:
+            assert r["eval"] == {**p["eval"], "seconds": r["eval"]["seconds"]} and "cut_step" not in saved
+    assert quick["eval"] == {**plain["eval"], "seconds": quick["eval"]["seconds"]}
+    first_cut = RunMetrics.from_dict(quick).rounds[cuts.index(True)]
+    assert "stop_score out of reach" in format_round(first_cut, 4)
+    report_md = (tmp_path / "cut" / "report.md").read_text()
+    assert f"stopped at step {first_cut.eval.cut_step}: stop_score out of reach" in report_md
+    acc = EventAccumulator(str(tmp_path / "cut" / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    cut_steps = {e.step for e in acc.Scalars("eval/score_bound")}
+    assert cut_steps == {k for k, c in enumerate(cuts) if c}
+    assert not cut_steps & {e.step for e in acc.Scalars("eval/score_mean")}  # no partial figure logged as a score
+    assert "eval/cut_step" in tags
+
+
+def test_early_exit_on_an_env_without_a_reward_bound_says_so_and_evaluates_in_full(tmp_path, caplog):
+    cfg = bandit_config(rounds=3, stop_score=19.5)
+    cfg.evaluator.early_exit = True
+    with caplog.at_level("WARNING", logger="rl_lab"):
+        metrics = run(cfg, tmp_path)
+    assert "knows no bound on rl_lab_test/BestAction-v0's step rewards" in caplog.text
+    assert all("cut_step" not in r["eval"] for r in metrics["rounds"])
+
+
+@pytest.mark.parametrize("experiment", ["cem", "acrobot"])
+def test_the_race_experiments_cut_hopeless_evaluations(experiment):
+    """README, "The baseline ladder": experiment=cem and experiment=acrobot set evaluator.early_exit."""
+    from rl_lab.api import compose
+
+    assert compose([f"experiment={experiment}"]).evaluator.early_exit is True
+    assert compose([]).evaluator.early_exit is False

@@ -195,7 +195,9 @@ def from_metrics(m: dict[str, Any]) -> dict[str, Any]:
         curve.append(
             {
                 "elapsed_s": r["elapsed_seconds"],
-                "score_mean": r["eval"]["score_mean"],
+                # evaluator.early_exit stopped it once the threshold was out of reach: no score to plot
+                "score_mean": None if r["eval"].get("cut_step") is not None else r["eval"]["score_mean"],
+                "cut_step": r["eval"].get("cut_step"),
                 "env_steps": steps,
                 "episodes": r["eval"]["episodes"],
                 "screened": r["eval"].get("screened", False),
@@ -453,7 +455,9 @@ def results_md(res: dict[str, Any]) -> str:
         "Time to threshold: wall seconds from the start of training (rl_lab: round 0; SB3: model construction) "
         f"to the first greedy {EVAL_EPISODES}-episode evaluation with mean >= {thr:g}, evaluation included. "
         "rl_lab evaluates after every round (rounds that 10 screening episodes rule out report the screen "
-        f"instead, where the experiment sets `evaluator.screen_episodes`); SB3 every {env.eval_every:,} env steps "
+        "instead, where the experiment sets `evaluator.screen_episodes`, and an evaluation stops as soon as "
+        "its mean provably cannot reach the threshold, where it sets `evaluator.early_exit`: only a round that "
+        f"may reach it plays all {EVAL_EPISODES} episodes); SB3 every {env.eval_every:,} env steps "
         "(at the next rollout boundary). Both through `rl_lab.evaluate.evaluate`, the same env backend.",
         "",
         "## Race",
@@ -577,6 +581,7 @@ def plot(res: dict[str, Any], path: Path) -> None:
         label = LABELS[rung] if rung not in labelled else None
         labelled.add(rung)
         pts = r.get("curve") or [{"elapsed_s": r["wall_s"], "score_mean": r["score_mean"], "episodes": 100}]
+        pts = [p for p in pts if p["score_mean"] is not None]  # rounds cut short (evaluator.early_exit) have none
         xs = [max(p["elapsed_s"], 1e-2) for p in pts]
         ys = [p["score_mean"] for p in pts]
         ax.plot(xs, ys, color=c, lw=1.2, alpha=0.7, marker="o", ms=2.5, label=label)
@@ -591,7 +596,8 @@ def plot(res: dict[str, Any], path: Path) -> None:
     ax.set_ylabel(f"greedy evaluation mean ({EVAL_EPISODES} episodes)")
     ax.set_title(
         f"{ENVS[res['env']].env_id}, seeds {res['seeds']}: score against wall time (x: first >= {thr:g};\n"
-        "hollow: rounds a 10-episode screen ruled out; single points: one-shot rungs)",
+        "hollow: rounds a 10-episode screen ruled out; rounds stopped once out of reach are left out;\n"
+        "single points: one-shot rungs)",
         fontsize=10,
     )
     ax.grid(True, which="both", alpha=0.3)
