@@ -625,19 +625,19 @@ def format_eval(e: EvalFigures | Mapping[str, Any], seconds: float | None = None
     """
     if not isinstance(e, EvalFigures):
         e = EvalFigures.from_summary(e, seconds=seconds or 0.0, screened=False)
-    success = "n/a" if e.success_rate is None else f"{100 * e.success_rate:.0f}%"
     took = "" if seconds is None else f", {seconds:.2f} s"
+    if e.cut_step is not None:  # evaluator.early_exit: no score of the policy's, only the bound it proved
+        return (
+            f"eval:    stopped at step {e.cut_step}: stop_score out of reach{took}\n"
+            f"         (the full evaluation's mean could be at most {e.score_bound:.1f})"
+        )
+    success = "n/a" if e.success_rate is None else f"{100 * e.success_rate:.0f}%"
     if e.action_balance is not None:
         cells = [f"choice {a}: {100 * b:.1f}%" for a, b in enumerate(e.action_balance)]
         rows = ["  ".join(cells[i : i + 3]) for i in range(0, len(cells), 3)]  # 3 actions a line
         actions = ("\n" + " " * 9).join(rows)
     else:  # Box actions: each dimension's mean ± std and the share at a bound
         actions = format_box_stats(e.to_dict())
-    if e.cut_step is not None:  # evaluator.early_exit: no score of the policy's, only the bound it proved
-        return (
-            f"eval:    stopped at step {e.cut_step}: stop_score out of reach{took}\n"
-            f"         (the full evaluation's mean could be at most {e.score_bound:.1f})"
-        )
     return (
         f"eval:    {e.episodes} episodes, score {e.score_mean:.1f} ± {e.score_std:.1f}, "
         f"success {success}{took}\n"
